@@ -1,0 +1,534 @@
+//! The typed payloads of the event catalogue (DESIGN §3).
+//!
+//! Conventions, so every service reads payloads the same way:
+//! - addresses are EIP-55 checksummed hex strings; hashes are `0x` hex;
+//! - integers that can exceed 2^53 (token amounts, stake, health factors in 1e18) are
+//!   decimal strings, never JSON numbers;
+//! - block numbers, counts and chain ids are JSON numbers (u64);
+//! - optional fields are omitted when absent; payloads accept unknown fields, so an older
+//!   reader keeps working when a newer writer adds one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::envelope::EnvelopeError;
+
+/// A payload type of the catalogue, tied to its event type string.
+pub trait Payload: Serialize {
+    const TYPE: &'static str;
+}
+
+/// Severity of findings and notifications, ordered from least to most urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+macro_rules! catalogue {
+    ($( $variant:ident => $ty:literal ),+ $(,)?) => {
+        $( impl Payload for $variant { const TYPE: &'static str = $ty; } )+
+
+        /// Every event type of the catalogue, decoded.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $( $variant($variant), )+
+        }
+
+        /// All event types of the catalogue, in declaration order.
+        pub const EVENT_TYPES: &[&str] = &[$($ty),+];
+
+        impl Event {
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Event::$variant(_) => $ty, )+ }
+            }
+
+            pub fn from_type_and_json(event_type: &str, json: &str) -> Result<Self, EnvelopeError> {
+                let payload_err = |source| EnvelopeError::Payload { event_type: event_type.to_owned(), source };
+                match event_type {
+                    $( $ty => serde_json::from_str(json).map(Event::$variant).map_err(payload_err), )+
+                    other => Err(EnvelopeError::UnknownType(other.to_owned())),
+                }
+            }
+
+            pub fn to_json_value(&self) -> Value {
+                match self { $( Event::$variant(p) => serde_json::to_value(p).unwrap_or(Value::Null), )+ }
+            }
+        }
+    };
+}
+
+catalogue! {
+    ChainBlockObserved => "chain.block.observed",
+    ChainLogObserved => "chain.log.observed",
+    ChainStateObserved => "chain.state.observed",
+    ChainReorgDetected => "chain.reorg.detected",
+    RiskPositionLiquidatable => "risk.position.liquidatable",
+    RiskOracleStale => "risk.oracle.stale",
+    RiskOracleDeviation => "risk.oracle.deviation",
+    RiskOperatorSetAssessed => "risk.operator_set.assessed",
+    RiskSafeDrift => "risk.safe.drift",
+    PlaybookRunStarted => "playbook.run.started",
+    PlaybookStepCompleted => "playbook.step.completed",
+    PlaybookStepFailed => "playbook.step.failed",
+    PlaybookRunFinished => "playbook.run.finished",
+    LiquidationRequested => "liquidation.requested",
+    LiquidationExecuted => "liquidation.executed",
+    LiquidationSkipped => "liquidation.skipped",
+    LiquidationFailed => "liquidation.failed",
+    RebalanceRequested => "rebalance.requested",
+    RebalancePlanned => "rebalance.planned",
+    SafeProposalRequested => "safe.proposal.requested",
+    SafeTxProposed => "safe.tx.proposed",
+    SafeSignatureSubmitted => "safe.signature.submitted",
+    SafeSignatureAccepted => "safe.signature.accepted",
+    SafeSignatureRejected => "safe.signature.rejected",
+    SafeTxReady => "safe.tx.ready",
+    SafeTxExecuted => "safe.tx.executed",
+    SafeTxFailed => "safe.tx.failed",
+    SafeTxSuperseded => "safe.tx.superseded",
+    NotifyRequested => "notify.requested",
+    NotifyDelivered => "notify.delivered",
+    NotifyFailed => "notify.failed",
+    LogEventDeadLettered => "log.event.dead_lettered",
+}
+
+// ---------------------------------------------------------------- chain.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainBlockObserved {
+    pub number: u64,
+    pub hash: String,
+    pub parent_hash: String,
+    /// Block timestamp, seconds since the epoch.
+    pub timestamp: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainLogObserved {
+    pub block_number: u64,
+    pub block_hash: String,
+    pub transaction_hash: String,
+    pub log_index: u64,
+    pub address: String,
+    /// Name of the decoded event, e.g. `LiquidationCall`.
+    pub event: String,
+    /// Full signature, e.g. `Transfer(address,address,uint256)`.
+    pub signature: String,
+    /// The watch (config entry or pack) that matched this log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// Decoded arguments by name: addresses checksummed, integers as decimal strings.
+    pub args: serde_json::Map<String, Value>,
+    /// True when this log was retracted by a reorg (re-announced in `chain.reorg.detected`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainStateObserved {
+    pub block_number: u64,
+    pub block_hash: String,
+    pub watch: String,
+    pub address: String,
+    /// Function signature called, e.g. `getUserAccountData(address)`.
+    pub function: String,
+    pub args: Vec<Value>,
+    /// Decoded return values by name (or position when unnamed).
+    pub value: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetractedEvent {
+    pub key: String,
+    pub event_type: String,
+    pub block_number: u64,
+    pub block_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainReorgDetected {
+    /// Last block both branches share.
+    pub fork_block_number: u64,
+    pub fork_block_hash: String,
+    /// Blocks of the abandoned branch, lowest first.
+    pub retracted_blocks: Vec<String>,
+    /// Events previously emitted from the abandoned branch.
+    pub retracted_events: Vec<RetractedEvent>,
+    pub depth: u64,
+}
+
+// ---------------------------------------------------------------- risk.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskPositionLiquidatable {
+    pub protocol: String,
+    pub pool: String,
+    pub user: String,
+    /// Health factor scaled by 1e18, decimal string.
+    pub health_factor: String,
+    pub total_collateral_base: String,
+    pub total_debt_base: String,
+    /// Close factor applied, in basis points (5000 or 10000).
+    pub close_factor_bps: u32,
+    pub max_debt_to_cover_base: String,
+    pub severity: Severity,
+    pub block_number: u64,
+    /// False when this event reports that the condition has cleared.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskOracleStale {
+    pub asset: String,
+    pub feed: String,
+    /// Seconds since the feed's last update.
+    pub age_secs: u64,
+    pub heartbeat_secs: u64,
+    pub last_answer: String,
+    pub severity: Severity,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleSourceValue {
+    pub feed: String,
+    pub answer: String,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskOracleDeviation {
+    pub asset: String,
+    pub sources: Vec<OracleSourceValue>,
+    pub median: String,
+    /// Largest deviation found, in basis points.
+    pub deviation_bps: u32,
+    pub bound_bps: u32,
+    pub severity: Severity,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorShare {
+    pub operator: String,
+    pub stake: String,
+    /// Share of the set's total stake, in basis points.
+    pub share_bps: u32,
+    pub cap_bps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskOperatorSetAssessed {
+    pub operator_set: String,
+    pub total_stake: String,
+    pub operators: Vec<OperatorShare>,
+    pub hhi: f64,
+    pub hhi_normalised: f64,
+    /// Nakamoto coefficients at 1/3, 1/2 and 2/3 of stake.
+    pub nakamoto: [u32; 3],
+    /// Human-readable descriptions of every breach found (empty when healthy).
+    pub breaches: Vec<String>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskSafeDrift {
+    pub safe: String,
+    /// Which property drifted: `owners`, `threshold`, `modules` or `guard`.
+    pub field: String,
+    pub expected: Value,
+    pub actual: Value,
+    pub severity: Severity,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------- playbook.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookRunStarted {
+    pub playbook: String,
+    /// Content hash of the playbook version this run uses.
+    pub version: String,
+    pub run_key: String,
+    /// `event`, `schedule` or `manual`.
+    pub trigger: String,
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookStepCompleted {
+    pub playbook: String,
+    pub run_key: String,
+    pub step: String,
+    #[serde(default)]
+    pub output: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookStepFailed {
+    pub playbook: String,
+    pub run_key: String,
+    pub step: String,
+    pub attempt: u32,
+    pub error: String,
+    /// Whether the runner will retry this step.
+    pub will_retry: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookRunFinished {
+    pub playbook: String,
+    pub run_key: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub outcome: String,
+}
+
+// ---------------------------------------------------------------- liquidation.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationRequested {
+    pub protocol: String,
+    pub pool: String,
+    pub user: String,
+    pub collateral_asset: String,
+    pub debt_asset: String,
+    /// Amount of debt to cover in the debt asset's units, decimal string, or `max`.
+    pub debt_to_cover: String,
+    pub receive_a_token: bool,
+    /// `relayer` or the address of the Safe to propose through.
+    pub via: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationExecuted {
+    pub user: String,
+    pub transaction_hash: String,
+    pub debt_covered: String,
+    pub collateral_received: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationSkipped {
+    pub user: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationFailed {
+    pub user: String,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_hash: Option<String>,
+}
+
+// ---------------------------------------------------------------- rebalance.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalanceRequested {
+    pub operator_set: String,
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalanceMove {
+    pub operator: String,
+    pub from_stake: String,
+    pub to_stake: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalancePlanned {
+    pub operator_set: String,
+    pub moves: Vec<RebalanceMove>,
+    pub total_moved: String,
+    /// Constraints the plan could not meet, with how close it got.
+    pub unmet: Vec<String>,
+}
+
+// ---------------------------------------------------------------- safe.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeCall {
+    pub to: String,
+    /// Wei, decimal string.
+    pub value: String,
+    /// Calldata, 0x hex.
+    pub data: String,
+    /// 0 = CALL, 1 = DELEGATECALL.
+    pub operation: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeProposalRequested {
+    pub safe: String,
+    pub calls: Vec<SafeCall>,
+    /// Why this was proposed, shown to signers.
+    pub reason: String,
+    /// Replace the queued transaction at this nonce instead of taking the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_nonce: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxProposed {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub nonce: u64,
+    pub to: String,
+    pub value: String,
+    pub data: String,
+    pub operation: u8,
+    pub safe_tx_gas: String,
+    pub base_gas: String,
+    pub gas_price: String,
+    pub gas_token: String,
+    pub refund_receiver: String,
+    /// Whether simulation says it would revert.
+    pub would_revert: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeSignatureSubmitted {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    /// Claimed signer.
+    pub owner: String,
+    /// 0x hex signature bytes.
+    pub signature: String,
+    /// Where it came from: `api`, `cli`, `telegram`.
+    pub via: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeSignatureAccepted {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub owner: String,
+    /// `ecdsa`, `eth_sign`, `approved_hash` or `contract`.
+    pub kind: String,
+    pub confirmations: u32,
+    pub threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeSignatureRejected {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Machine-readable reason: `not_owner`, `duplicate`, `wrong_hash`, `wrong_chain`, `malformed`, ...
+    pub reason: String,
+    /// Explanation for a person.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxReady {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub nonce: u64,
+    pub confirmations: u32,
+    pub threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxExecuted {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub nonce: u64,
+    pub transaction_hash: String,
+    pub block_number: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxFailed {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxSuperseded {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub nonce: u64,
+    /// The transaction that executed at this nonce instead.
+    pub by_safe_tx_hash: String,
+}
+
+// ---------------------------------------------------------------- notify.*
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyRequested {
+    /// Channel names from the config (e.g. `ops-telegram`, `signers-email`).
+    pub channels: Vec<String>,
+    pub template: String,
+    pub severity: Severity,
+    /// Values the template renders.
+    #[serde(default)]
+    pub context: serde_json::Map<String, Value>,
+}
+
+impl NotifyRequested {
+    /// A fixed example, used by tests and docs.
+    pub fn example() -> Self {
+        let mut context = serde_json::Map::new();
+        context.insert("user".into(), Value::String("0x0000000000000000000000000000000000000001".into()));
+        Self { channels: vec!["ops".into()], template: "liquidation".into(), severity: Severity::High, context }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyDelivered {
+    pub channel: String,
+    pub request_key: String,
+    /// Transport's id of the message (Telegram message id, SMTP queue id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyFailed {
+    pub channel: String,
+    pub request_key: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+// ---------------------------------------------------------------- log.*
+
+/// A consumer gave up on an event after its delivery limit. The original event is kept
+/// whole here (parked), so it can be inspected and re-queued; the consumer moved on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEventDeadLettered {
+    pub consumer: String,
+    /// Sequence of the original event in the log.
+    pub sequence: u64,
+    pub deliveries: u32,
+    pub last_error: String,
+    /// The original envelope, as JSON.
+    pub event: Value,
+    pub severity: Severity,
+}
