@@ -80,7 +80,7 @@ impl Envelope {
             id,
             event_type: P::TYPE.to_owned(),
             source: source.to_owned(),
-            time: Utc::now(),
+            time: now_millis(),
             correlation_id: id,
             causation_id: None,
             key: key.into(),
@@ -97,7 +97,7 @@ impl Envelope {
             id: Uuid::now_v7(),
             event_type: P::TYPE.to_owned(),
             source: source.to_owned(),
-            time: Utc::now(),
+            time: now_millis(),
             correlation_id: self.correlation_id,
             causation_id: Some(self.id),
             key: derive_key(&self.key, step),
@@ -145,6 +145,13 @@ impl Envelope {
         }
         Ok(env)
     }
+}
+
+/// Now, truncated to the millisecond the wire format carries, so an event read back equals
+/// the event written.
+fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
 fn to_raw<P: Serialize>(payload: &P) -> Box<RawValue> {
