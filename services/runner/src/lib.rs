@@ -1,1 +1,12 @@
-//! The runner service.
+//! The `runner` service: executes YAML playbooks on events and schedules.
+//!
+//! Today it is registered and runs idle: it reports ready, consumes no events and does no
+//! work, and says so in its log. Its behaviour lands with issue #5.
+
+use steward_runtime::{Idle, Service, ServiceKind};
+
+pub const NAME: &str = "runner";
+
+pub fn service() -> Box<dyn Service> {
+    Idle::new(NAME, ServiceKind::Worker, "the playbook runner (issue #5) is not built yet")
+}

@@ -345,7 +345,7 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
                 }
             }
             7..=8 => {
-                let keep: Vec<_> = held.drain(..).collect();
+                let keep = std::mem::take(&mut held);
                 let (ack, rest): (Vec<_>, Vec<_>) = keep.into_iter().partition(|_| rng.below(3) != 0);
                 sub.as_ref().unwrap().ack(&ack).await.unwrap();
                 acked.extend(ack.iter().map(|d| d.sequence));

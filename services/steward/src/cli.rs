@@ -1,0 +1,84 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Steward: the back office of a DAO — chains watched, risk judged, Safe transactions
+/// proposed, alerts sent.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about)]
+pub struct Cli {
+    /// Configuration file (YAML). Without one, embedded defaults are used.
+    #[arg(long, short, global = true, env = "STEWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (embedded event log and SQLite store unless the
+    /// config says otherwise).
+    Up(RunArgs),
+    /// Run the chosen services against NATS and PostgreSQL.
+    Run {
+        /// Services to run: watcher, risk, rebalancer, safe, notifier, runner, api, archiver.
+        #[arg(required = true, value_name = "SERVICE")]
+        services: Vec<String>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// NATS server URL; selects the JetStream event log.
+    #[arg(long, env = "STEWARD_NATS_URL")]
+    pub nats: Option<String>,
+    /// PostgreSQL URL for the store.
+    #[arg(long, env = "STEWARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for embedded SQLite files.
+    #[arg(long, env = "STEWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "STEWARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, then print the effective settings (secrets
+    /// redacted). Exits non-zero with file:line:column on error.
+    Check,
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Append + consume + ack throughput and publish-to-consume latency of the event log:
+    /// the embedded backend, and with --nats the JetStream backend against a raw
+    /// async-nats loop on the same server.
+    Log {
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events per append batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// NATS server for the JetStream figures.
+        #[arg(long, env = "STEWARD_NATS_URL")]
+        nats: Option<String>,
+    },
+}
