@@ -51,6 +51,16 @@ impl LogMetrics {
         m
     }
 
+    /// Create every series of a consumer at zero, so dashboards see it before its first
+    /// event.
+    pub(crate) fn init_consumer(&self, name: &str) {
+        let l = ConsumerLabels { consumer: name.to_owned() };
+        for f in [&self.consumed, &self.acked, &self.redelivered, &self.retried, &self.dead_lettered] {
+            let _ = f.get_or_create(&l);
+        }
+        let _ = self.lag.get_or_create(&l);
+    }
+
     pub(crate) fn consumer(&self, family: &Family<ConsumerLabels, Counter>, name: &str) -> Counter {
         family.get_or_create(&ConsumerLabels { consumer: name.to_owned() }).clone()
     }

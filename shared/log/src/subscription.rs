@@ -49,6 +49,7 @@ impl Subscription {
     pub async fn open(log: Arc<dyn EventLog>, spec: ConsumerSpec, metrics: LogMetrics) -> Result<Self> {
         spec.validate()?;
         let consumer = log.consumer(&spec).await?;
+        metrics.init_consumer(&spec.name);
         Ok(Self { log, consumer, metrics })
     }
 

@@ -61,7 +61,13 @@ impl Service for Archiver {
             }
             let items: Vec<_> = batch.iter().map(|d| (d.sequence, &d.event)).collect();
             match ctx.store.project_batch(&projection, &items).await {
-                Ok(_) => sub.ack(&batch).await?,
+                Ok(applied) => {
+                    sub.ack(&batch).await?;
+                    for (d, a) in batch.iter().zip(applied) {
+                        let _span = crate::event_span(NAME, &d.event).entered();
+                        tracing::debug!(sequence = d.sequence, outcome = ?a, "archived");
+                    }
+                }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, events = batch.len(), "archiving failed; the batch will be retried");
                     for d in &batch {

@@ -1,5 +1,7 @@
 //! Logging setup: human-readable text or one JSON object per line.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +17,8 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).map_err(|e| format!("RUST_LOG={v:?} is not a valid filter: {e}"))?,
         _ => EnvFilter::try_new(filter).map_err(|e| format!("log level {filter:?} is not a valid filter: {e}"))?,
     };
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: a log collector would store the escape codes.
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let res = match format {
         // Spans are flattened into each line so `correlation_id` is a field of every log
         // line written while handling an event.
