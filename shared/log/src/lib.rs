@@ -21,6 +21,7 @@
 //!   and the consumer moves on.
 //! - **Replay** ([`EventLog::read`]) reads any range without touching consumer state.
 
+pub mod bench;
 pub mod conformance;
 pub mod embedded;
 mod metrics;
@@ -184,7 +185,7 @@ pub struct AckToken(pub(crate) AckInner);
 #[derive(Debug, Clone)]
 pub(crate) enum AckInner {
     Embedded { sequence: u64 },
-    Nats { reply: String },
+    Nats { reply: async_nats::Subject },
 }
 
 /// The append-only log.
