@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "api";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Intake, "the HTTP API (issue #4) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Intake,
+        "the HTTP API (issue #4) is not built yet",
+    )
 }

@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "notifier";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Worker, "alert delivery (issue #7) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Worker,
+        "alert delivery (issue #7) is not built yet",
+    )
 }

@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "rebalancer";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Worker, "the stake rebalancer (issue #6) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Worker,
+        "the stake rebalancer (issue #6) is not built yet",
+    )
 }

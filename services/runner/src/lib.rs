@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "runner";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Worker, "the playbook runner (issue #5) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Worker,
+        "the playbook runner (issue #5) is not built yet",
+    )
 }

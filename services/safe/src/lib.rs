@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "safe";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Worker, "the Safe proposal queue (issue #4) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Worker,
+        "the Safe proposal queue (issue #4) is not built yet",
+    )
 }

@@ -40,7 +40,11 @@ pub const SERVICES: &[(&str, Factory)] = &[
 ];
 
 fn service_names() -> String {
-    SERVICES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    SERVICES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
@@ -52,7 +56,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Schema) => {
-            let schema = serde_json::to_string_pretty(&steward_config::json_schema()).map_err(|e| CliError::Other(e.into()))?;
+            let schema = serde_json::to_string_pretty(&steward_config::json_schema())
+                .map_err(|e| CliError::Other(e.into()))?;
             println!("{schema}");
             Ok(ExitCode::SUCCESS)
         }
@@ -68,7 +73,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 match SERVICES.iter().find(|(n, _)| n == s) {
                     Some((n, _)) if !chosen.contains(n) => chosen.push(n),
                     Some(_) => {}
-                    None => return Err(CliError::Config(format!("unknown service `{s}`; choose from: {}", service_names()))),
+                    None => {
+                        return Err(CliError::Config(format!(
+                            "unknown service `{s}`; choose from: {}",
+                            service_names()
+                        )))
+                    }
                 }
             }
             if !cfg.uses_nats() {
@@ -88,7 +98,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             }
             run_services(cfg, &chosen, args.log_json).await
         }
-        Command::Bench(BenchCommand::Log { events, batch, nats }) => {
+        Command::Bench(BenchCommand::Log {
+            events,
+            batch,
+            nats,
+        }) => {
             crate::bench::log(events, batch, nats).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -103,14 +117,17 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
 }
 
 fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {
-    let mut cfg = cfg.with_nats_url(args.nats.clone()).with_database_url(args.database_url.clone());
+    let mut cfg = cfg
+        .with_nats_url(args.nats.clone())
+        .with_database_url(args.database_url.clone());
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
     }
     if let Some(l) = args.listen {
         cfg.http.listen = l;
     }
-    cfg.validate().map_err(|e| CliError::Config(e.to_string()))?;
+    cfg.validate()
+        .map_err(|e| CliError::Config(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -126,16 +143,20 @@ async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
                 .max_age(n.max_age)
                 .token(n.token.as_ref().map(|t| t.expose().to_owned()))
                 .connection_name("steward");
-            let log = steward_log::nats::NatsLog::connect(nats).await.context("cannot start the NATS event log")?;
+            let log = steward_log::nats::NatsLog::connect(nats)
+                .await
+                .context("cannot start the NATS event log")?;
             Ok(Arc::new(log))
         }
         (None, true) => anyhow::bail!("event_log.backend is nats but event_log.nats is missing"),
         _ => {
-        let path = cfg.event_log_file();
-        let log = steward_log::embedded::EmbeddedLog::open(&path, &el.prefix)
-            .await
-            .with_context(|| format!("cannot open the embedded event log at {}", path.display()))?;
-        Ok(Arc::new(log))
+            let path = cfg.event_log_file();
+            let log = steward_log::embedded::EmbeddedLog::open(&path, &el.prefix)
+                .await
+                .with_context(|| {
+                    format!("cannot open the embedded event log at {}", path.display())
+                })?;
+            Ok(Arc::new(log))
         }
     }
 }
@@ -145,7 +166,9 @@ async fn open_store(cfg: &Config) -> anyhow::Result<steward_store::Store> {
         steward_config::DatabaseTarget::Url(secret) => secret.expose().to_owned(),
         steward_config::DatabaseTarget::SqliteFile(path) => format!("sqlite://{}", path.display()),
     };
-    steward_store::Store::connect(&url, cfg.database.max_connections).await.context("cannot open the store")
+    steward_store::Store::connect(&url, cfg.database.max_connections)
+        .await
+        .context("cannot open the store")
 }
 
 async fn run_services(cfg: Config, names: &[&str], log_json: bool) -> Result<ExitCode, CliError> {
@@ -158,7 +181,12 @@ async fn run_services(cfg: Config, names: &[&str], log_json: bool) -> Result<Exi
 
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
-        .map_err(|e| CliError::Config(format!("cannot listen on {} for /healthz, /readyz and /metrics: {e}", cfg.http.listen)))?;
+        .map_err(|e| {
+            CliError::Config(format!(
+                "cannot listen on {} for /healthz, /readyz and /metrics: {e}",
+                cfg.http.listen
+            ))
+        })?;
     let mut registry = Registry::default();
     let metrics = LogMetrics::register(&mut registry);
     let log: Arc<dyn EventLog> = Arc::new(MeteredLog::new(open_log(&cfg).await?, metrics.clone()));
@@ -169,15 +197,20 @@ async fn run_services(cfg: Config, names: &[&str], log_json: bool) -> Result<Exi
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(serve_http(
         listener,
-        HttpState { readiness: readiness.clone(), registry: Arc::new(registry) },
+        HttpState {
+            readiness: readiness.clone(),
+            registry: Arc::new(registry),
+        },
         http_stop.clone(),
     ));
 
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
 
-    let services: Vec<Box<dyn Service>> =
-        names.iter().filter_map(|n| SERVICES.iter().find(|(s, _)| s == n).map(|(_, f)| f())).collect();
+    let services: Vec<Box<dyn Service>> = names
+        .iter()
+        .filter_map(|n| SERVICES.iter().find(|(s, _)| s == n).map(|(_, f)| f()))
+        .collect();
     let config = Arc::new(cfg);
     let grace = config.shutdown_grace;
     let report = Supervisor::new(readiness, grace)
@@ -207,7 +240,11 @@ async fn run_services(cfg: Config, names: &[&str], log_json: bool) -> Result<Exi
         tracing::error!(services = ?report.abandoned, "services abandoned at the end of the grace period");
     }
     tracing::info!("steward stopped");
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn wait_for_signal(stop: CancellationToken) {

@@ -20,14 +20,20 @@ pub async fn log(events: usize, batch: usize, nats: Option<String>) -> anyhow::R
     let embedded = EmbeddedLog::open(&dir.path().join("bench-events.db"), "bench").await?;
     let f = bench::log_backend(Arc::new(embedded), events, batch).await?;
     row("embedded (SQLite)", &f);
-    println!("{:<28} {:.2}x of the 50,000 events/s target", "", f.events_per_sec / 50_000.0);
+    println!(
+        "{:<28} {:.2}x of the 50,000 events/s target",
+        "",
+        f.events_per_sec / 50_000.0
+    );
 
     match nats {
         Some(url) => {
             let run = uuid_like();
             let raw = bench::raw_jetstream(&url, events, batch).await?;
             row("raw async-nats JetStream", &raw);
-            let cfg = NatsConfig::new(url).stream(format!("BENCH_{run}")).prefix(format!("bench{run}"));
+            let cfg = NatsConfig::new(url)
+                .stream(format!("BENCH_{run}"))
+                .prefix(format!("bench{run}"));
             let log = NatsLog::connect(cfg).await?;
             let f = bench::log_backend(Arc::new(log), events, batch).await?;
             row("steward JetStream backend", &f);
@@ -43,6 +49,9 @@ pub async fn log(events: usize, batch: usize, nats: Option<String>) -> anyhow::R
 }
 
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{:x}", nanos & 0xffff_ffff_ffff)
 }

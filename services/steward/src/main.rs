@@ -18,7 +18,10 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("steward: cannot start the async runtime: {e}");

@@ -16,18 +16,28 @@ use steward_log::EventLog;
 const BIN: &str = env!("CARGO_BIN_EXE_steward");
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Minimal HTTP/1.1 GET: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -46,7 +56,11 @@ fn wait_ready(addr: SocketAddr, child: &mut Child) -> String {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -79,14 +93,24 @@ impl Running {
 
 fn spawn(cmd: &mut Command) -> Running {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let child = cmd.stderr(Stdio::from(log.reopen().unwrap())).stdout(Stdio::null()).spawn().unwrap();
+    let child = cmd
+        .stderr(Stdio::from(log.reopen().unwrap()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     Running { child, log }
 }
 
 fn steward(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("STEWARD_CONFIG").env_remove("STEWARD_NATS_URL").env_remove("STEWARD_DATABASE_URL").env_remove("RUST_LOG");
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_NATS_URL")
+        .env_remove("STEWARD_DATABASE_URL")
+        .env_remove("RUST_LOG");
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -96,7 +120,12 @@ fn blocks(n: u64) -> Vec<Envelope> {
             Envelope::new(
                 "test",
                 format!("1:block:{i}"),
-                &ChainBlockObserved { number: i, hash: format!("0x{i:x}"), parent_hash: String::new(), timestamp: i },
+                &ChainBlockObserved {
+                    number: i,
+                    hash: format!("0x{i:x}"),
+                    parent_hash: String::new(),
+                    timestamp: i,
+                },
             )
         })
         .collect()
@@ -104,8 +133,14 @@ fn blocks(n: u64) -> Vec<Envelope> {
 
 async fn archived(store_url: &str) -> (i64, i64) {
     let store = steward_store::Store::connect(store_url, 1).await.unwrap();
-    let a: i64 = steward_store::sqlx::query_scalar("SELECT COUNT(*) FROM event_archive").fetch_one(store.pool()).await.unwrap_or(0);
-    let p: i64 = steward_store::sqlx::query_scalar("SELECT COUNT(*) FROM projection_applied").fetch_one(store.pool()).await.unwrap_or(0);
+    let a: i64 = steward_store::sqlx::query_scalar("SELECT COUNT(*) FROM event_archive")
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(0);
+    let p: i64 = steward_store::sqlx::query_scalar("SELECT COUNT(*) FROM projection_applied")
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(0);
     store.close().await;
     (a, p)
 }
@@ -114,24 +149,55 @@ async fn archived(store_url: &str) -> (i64, i64) {
 fn up_reports_ready_serves_metrics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let mut run = spawn(&mut steward(&["up", "--data-dir", dir.path().to_str().unwrap(), "--listen", &addr.to_string()]));
+    let mut run = spawn(&mut steward(&[
+        "up",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &addr.to_string(),
+    ]));
     let body = wait_ready(addr, &mut run.child);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
-    for s in ["archiver", "watcher", "risk", "rebalancer", "safe", "notifier", "runner", "api"] {
-        assert_eq!(ready["services"][s], serde_json::json!(true), "{s} ready in {body}");
+    for s in [
+        "archiver",
+        "watcher",
+        "risk",
+        "rebalancer",
+        "safe",
+        "notifier",
+        "runner",
+        "api",
+    ] {
+        assert_eq!(
+            ready["services"][s],
+            serde_json::json!(true),
+            "{s} ready in {body}"
+        );
     }
     assert_eq!(http_get(addr, "/healthz").map(|r| r.0), Some(200));
     let (code, metrics) = http_get(addr, "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(metrics.contains("steward_log_consumer_lag{consumer=\"archiver\"}"), "{metrics}");
-    assert!(dir.path().join("events.db").exists() && dir.path().join("steward.db").exists(), "embedded files under the data dir");
+    assert!(
+        metrics.contains("steward_log_consumer_lag{consumer=\"archiver\"}"),
+        "{metrics}"
+    );
+    assert!(
+        dir.path().join("events.db").exists() && dir.path().join("steward.db").exists(),
+        "embedded files under the data dir"
+    );
 
     signal(&run.child, "TERM");
     let status = wait_exit(&mut run.child, Duration::from_secs(20));
     let err = run.stderr();
     assert!(status.success(), "exit {status}: {err}");
-    let intake = err.find("phase=\"intake\"").or_else(|| err.find("\"phase\":\"intake\"")).expect("intake phase logged");
-    let workers = err.find("phase=\"workers\"").or_else(|| err.find("\"phase\":\"workers\"")).expect("workers phase logged");
+    let intake = err
+        .find("phase=\"intake\"")
+        .or_else(|| err.find("\"phase\":\"intake\""))
+        .expect("intake phase logged");
+    let workers = err
+        .find("phase=\"workers\"")
+        .or_else(|| err.find("\"phase\":\"workers\""))
+        .expect("workers phase logged");
     assert!(intake < workers, "intake stops before workers");
     assert!(err.contains("all services stopped"), "{err}");
 }
@@ -141,7 +207,10 @@ async fn a_kill_9_mid_archive_loses_nothing_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let n = 60_000u64;
     {
-        let log = steward_log::embedded::EmbeddedLog::open(&dir.path().join("events.db"), "steward").await.unwrap();
+        let log =
+            steward_log::embedded::EmbeddedLog::open(&dir.path().join("events.db"), "steward")
+                .await
+                .unwrap();
         for chunk in blocks(n).chunks(5000) {
             log.append(chunk).await.unwrap();
         }
@@ -149,7 +218,13 @@ async fn a_kill_9_mid_archive_loses_nothing_and_doubles_nothing() {
     }
     let store_url = format!("sqlite://{}", dir.path().join("steward.db").display());
     let addr = free_addr();
-    let args = ["up", "--data-dir", dir.path().to_str().unwrap(), "--listen", &addr.to_string()];
+    let args = [
+        "up",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        &addr.to_string(),
+    ];
 
     let mut run = spawn(&mut steward(&args));
     // Kill it hard once the archiver is part-way through.
@@ -168,7 +243,10 @@ async fn a_kill_9_mid_archive_loses_nothing_and_doubles_nothing() {
     let _ = wait_exit(&mut run.child, Duration::from_secs(10));
     let after_kill = archived(&store_url).await.0;
     assert!(seen > 0, "the archiver started");
-    assert!(after_kill < n as i64, "killed mid-way ({after_kill} of {n} archived); raise n if this machine is faster");
+    assert!(
+        after_kill < n as i64,
+        "killed mid-way ({after_kill} of {n} archived); raise n if this machine is faster"
+    );
 
     let mut run = spawn(&mut steward(&args));
     wait_ready(addr, &mut run.child);
@@ -182,11 +260,23 @@ async fn a_kill_9_mid_archive_loses_nothing_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     signal(&run.child, "TERM");
-    assert!(wait_exit(&mut run.child, Duration::from_secs(20)).success(), "{}", run.stderr());
+    assert!(
+        wait_exit(&mut run.child, Duration::from_secs(20)).success(),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(counts.0, n as i64, "every event archived after the restart");
-    assert_eq!(counts.1, n as i64, "each event applied exactly once by the projection");
-    let log = steward_log::embedded::EmbeddedLog::open(&dir.path().join("events.db"), "steward").await.unwrap();
-    let dead = log.read(1, &["log.event.dead_lettered".to_owned()], 10).await.unwrap();
+    assert_eq!(
+        counts.1, n as i64,
+        "each event applied exactly once by the projection"
+    );
+    let log = steward_log::embedded::EmbeddedLog::open(&dir.path().join("events.db"), "steward")
+        .await
+        .unwrap();
+    let dead = log
+        .read(1, &["log.event.dead_lettered".to_owned()], 10)
+        .await
+        .unwrap();
     assert!(dead.is_empty(), "nothing was dead-lettered: {dead:?}");
 }
 
@@ -195,7 +285,11 @@ async fn run_against_nats_and_postgres_archives_events_and_stops_on_sigterm() {
     let nats = steward_testkit::nats_url();
     // The test cluster trusts loopback, so the password is ignored by the server; it is
     // here to prove it never reaches the log.
-    let db = steward_testkit::fresh_postgres().await.replacen("postgres@", "postgres:pw-n0t-in-logs@", 1);
+    let db = steward_testkit::fresh_postgres().await.replacen(
+        "postgres@",
+        "postgres:pw-n0t-in-logs@",
+        1,
+    );
     assert!(db.contains("pw-n0t-in-logs"), "{db}");
     let stream = steward_testkit::unique("S").to_uppercase();
     let prefix = steward_testkit::unique("p");
@@ -208,18 +302,37 @@ async fn run_against_nats_and_postgres_archives_events_and_stops_on_sigterm() {
     .unwrap();
     let addr = free_addr();
     let mut run = spawn(
-        steward(&["run", "archiver", "watcher", "--config", cfg.to_str().unwrap(), "--listen", &addr.to_string(), "--log-json"])
-            .env("NATS_URL", &nats)
-            .env("DB_URL", &db)
-            .env("RUST_LOG", "info,steward_runtime::archiver=debug"),
+        steward(&[
+            "run",
+            "archiver",
+            "watcher",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--log-json",
+        ])
+        .env("NATS_URL", &nats)
+        .env("DB_URL", &db)
+        .env("RUST_LOG", "info,steward_runtime::archiver=debug"),
     );
     let body = wait_ready(addr, &mut run.child);
-    assert!(body.contains("\"archiver\":true") && body.contains("\"watcher\":true"), "{body}");
-    assert!(!body.contains("\"risk\""), "only the chosen services run: {body}");
+    assert!(
+        body.contains("\"archiver\":true") && body.contains("\"watcher\":true"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("\"risk\""),
+        "only the chosen services run: {body}"
+    );
 
-    let log = steward_log::nats::NatsLog::connect(steward_log::nats::NatsConfig::new(nats.clone()).stream(stream.clone()).prefix(prefix.clone()))
-        .await
-        .unwrap();
+    let log = steward_log::nats::NatsLog::connect(
+        steward_log::nats::NatsConfig::new(nats.clone())
+            .stream(stream.clone())
+            .prefix(prefix.clone()),
+    )
+    .await
+    .unwrap();
     let log: Arc<dyn EventLog> = Arc::new(log);
     let events = blocks(500);
     log.append(&events).await.unwrap();
@@ -229,7 +342,11 @@ async fn run_against_nats_and_postgres_archives_events_and_stops_on_sigterm() {
         counts = archived(&db).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(counts, (500, 500), "every event archived once in PostgreSQL");
+    assert_eq!(
+        counts,
+        (500, 500),
+        "every event archived once in PostgreSQL"
+    );
 
     signal(&run.child, "TERM");
     let status = wait_exit(&mut run.child, Duration::from_secs(20));
@@ -237,11 +354,21 @@ async fn run_against_nats_and_postgres_archives_events_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status}: {err}");
     // JSON logs, and each event's lines carry its correlation id.
     let first = events[0].correlation_id.to_string();
-    let line = err.lines().find(|l| l.contains("archived") && l.contains(&first)).unwrap_or_else(|| panic!("no log line for {first} in {err}"));
+    let line = err
+        .lines()
+        .find(|l| l.contains("archived") && l.contains(&first))
+        .unwrap_or_else(|| panic!("no log line for {first} in {err}"));
     let v: serde_json::Value = serde_json::from_str(line).expect("log lines are JSON");
-    assert_eq!(v["span"]["correlation_id"], serde_json::json!(first), "{line}");
+    assert_eq!(
+        v["span"]["correlation_id"],
+        serde_json::json!(first),
+        "{line}"
+    );
     // The database URL came from the environment; no part of it is logged in clear.
-    assert!(!err.contains("pw-n0t-in-logs"), "the database password was logged: {err}");
+    assert!(
+        !err.contains("pw-n0t-in-logs"),
+        "the database password was logged: {err}"
+    );
 }
 
 fn output(cmd: &mut Command) -> Output {
@@ -255,10 +382,18 @@ fn run_without_servers_is_refused_with_an_actionable_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--nats"), "{err}");
 
-    let out = output(&mut steward(&["run", "nosuch", "--nats", "nats://127.0.0.1:1"]));
+    let out = output(&mut steward(&[
+        "run",
+        "nosuch",
+        "--nats",
+        "nats://127.0.0.1:1",
+    ]));
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown service `nosuch`") && err.contains("archiver"), "{err}");
+    assert!(
+        err.contains("unknown service `nosuch`") && err.contains("archiver"),
+        "{err}"
+    );
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -270,21 +405,37 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 #[test]
 fn config_check_names_file_line_column_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "steward.yaml", "http:\n  listen: 127.0.0.1:9464\nevent_log:\n  nats:\n    urll: nats://x\n");
+    let p = write(
+        dir.path(),
+        "steward.yaml",
+        "http:\n  listen: 127.0.0.1:9464\nevent_log:\n  nats:\n    urll: nats://x\n",
+    );
     let out = output(&mut steward(&["config", "check", "--config", &p]));
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("steward.yaml:5:5"), "position: {err}");
-    assert!(err.contains("event_log.nats.urll") || err.contains("event_log.nats"), "field path: {err}");
+    assert!(
+        err.contains("event_log.nats.urll") || err.contains("event_log.nats"),
+        "field path: {err}"
+    );
 
     let p = write(dir.path(), "bad.yaml", "shutdown_grace: 5 parsecs\n");
     let out = output(&mut steward(&["config", "check", "--config", &p]));
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:1:17") && err.contains("shutdown_grace"), "{err}");
+    assert!(
+        err.contains("bad.yaml:1:17") && err.contains("shutdown_grace"),
+        "{err}"
+    );
 
     // `up` refuses to start on the same bad file, with the same message.
-    let out = output(&mut steward(&["up", "--config", &p, "--data-dir", dir.path().to_str().unwrap()]));
+    let out = output(&mut steward(&[
+        "up",
+        "--config",
+        &p,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:1:17"));
 }
@@ -299,16 +450,38 @@ fn secrets_never_appear_in_config_check_output() {
         "steward.yaml",
         "event_log:\n  backend: nats\n  nats:\n    url: nats://127.0.0.1:4222\n    token: ${NATS_TOKEN}\ndatabase:\n  url: postgres://steward:${DB_PASSWORD}@db:5432/steward\n",
     );
-    let out = output(steward(&["config", "check", "--config", &p]).env("DB_PASSWORD", secret).env("NATS_TOKEN", token));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = output(
+        steward(&["config", "check", "--config", &p])
+            .env("DB_PASSWORD", secret)
+            .env("NATS_TOKEN", token),
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{all}");
-    assert!(!all.contains(secret) && !all.contains(token), "a secret was printed: {all}");
-    assert!(all.contains("db:5432"), "the non-secret parts are shown: {all}");
+    assert!(
+        !all.contains(secret) && !all.contains(token),
+        "a secret was printed: {all}"
+    );
+    assert!(
+        all.contains("db:5432"),
+        "the non-secret parts are shown: {all}"
+    );
 
     // The same file with a bad value next to a secret: the error does not leak it either.
-    let p = write(dir.path(), "bad.yaml", "database:\n  url: ${DB_PASSWORD}\n  max_connections: lots\n");
+    let p = write(
+        dir.path(),
+        "bad.yaml",
+        "database:\n  url: ${DB_PASSWORD}\n  max_connections: lots\n",
+    );
     let out = output(steward(&["config", "check", "--config", &p]).env("DB_PASSWORD", secret));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(78), "{all}");
     assert!(!all.contains(secret), "{all}");
 }

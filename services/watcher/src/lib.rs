@@ -8,5 +8,9 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "watcher";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(NAME, ServiceKind::Intake, "the chain watcher (issue #3) is not built yet")
+    Idle::new(
+        NAME,
+        ServiceKind::Intake,
+        "the chain watcher (issue #3) is not built yet",
+    )
 }

@@ -495,8 +495,16 @@ impl NotifyRequested {
     /// A fixed example, used by tests and docs.
     pub fn example() -> Self {
         let mut context = serde_json::Map::new();
-        context.insert("user".into(), Value::String("0x0000000000000000000000000000000000000001".into()));
-        Self { channels: vec!["ops".into()], template: "liquidation".into(), severity: Severity::High, context }
+        context.insert(
+            "user".into(),
+            Value::String("0x0000000000000000000000000000000000000001".into()),
+        );
+        Self {
+            channels: vec!["ops".into()],
+            template: "liquidation".into(),
+            severity: Severity::High,
+            context,
+        }
     }
 }
 

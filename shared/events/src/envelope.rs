@@ -14,7 +14,9 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub enum EnvelopeError {
     #[error("event is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("event schema version {found} is newer than this build understands ({SCHEMA_VERSION})")]
+    #[error(
+        "event schema version {found} is newer than this build understands ({SCHEMA_VERSION})"
+    )]
     UnsupportedVersion { found: u16 },
     #[error("event type {0:?} is not in the catalogue")]
     UnknownType(String),
@@ -216,7 +218,10 @@ mod tests {
         .with_chain(1);
         let a = root.derive("risk", "rule/hf", &NotifyRequested::example());
         let b = root.derive("risk", "rule/hf", &NotifyRequested::example());
-        assert_eq!(a.key, b.key, "a retry of the same step must produce the same key");
+        assert_eq!(
+            a.key, b.key,
+            "a retry of the same step must produce the same key"
+        );
         assert_ne!(a.id, b.id);
         assert_eq!(a.correlation_id, root.id);
         assert_eq!(a.causation_id, Some(root.id));
@@ -230,7 +235,10 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
         json["v"] = serde_json::json!(SCHEMA_VERSION + 1);
         let err = Envelope::from_json(&serde_json::to_vec(&json).unwrap()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::UnsupportedVersion { .. }), "{err}");
+        assert!(
+            matches!(err, EnvelopeError::UnsupportedVersion { .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -238,7 +246,10 @@ mod tests {
         let e = Envelope::new("t", "k", &NotifyRequested::example()).with_chain(10);
         let back = Envelope::from_json(&e.to_json()).unwrap();
         assert_eq!(e, back);
-        assert_eq!(back.payload::<NotifyRequested>().unwrap(), NotifyRequested::example());
+        assert_eq!(
+            back.payload::<NotifyRequested>().unwrap(),
+            NotifyRequested::example()
+        );
         assert!(back.payload::<ChainBlockObserved>().is_err());
     }
 }

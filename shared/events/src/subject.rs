@@ -20,7 +20,9 @@ pub fn type_pattern_to_subject(prefix: &str, pattern: &str) -> Result<String, Su
     let tokens: Vec<&str> = pattern.split('.').collect();
     let bad = || SubjectError::BadPattern(pattern.to_owned());
     for (i, t) in tokens.iter().enumerate() {
-        let valid_chars = t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let valid_chars = t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         let ok = match *t {
             "*" => true,
             ">" => i == tokens.len() - 1,
@@ -54,9 +56,18 @@ mod tests {
 
     #[test]
     fn patterns_become_filters() {
-        assert_eq!(type_pattern_to_subject("steward", "risk.position.*").unwrap(), "steward.risk.position.*");
-        assert_eq!(type_pattern_to_subject("steward", "chain.>").unwrap(), "steward.chain.>");
-        assert_eq!(type_pattern_to_subject("steward", ">").unwrap(), "steward.>");
+        assert_eq!(
+            type_pattern_to_subject("steward", "risk.position.*").unwrap(),
+            "steward.risk.position.*"
+        );
+        assert_eq!(
+            type_pattern_to_subject("steward", "chain.>").unwrap(),
+            "steward.chain.>"
+        );
+        assert_eq!(
+            type_pattern_to_subject("steward", ">").unwrap(),
+            "steward.>"
+        );
         assert!(type_pattern_to_subject("s", "chain.>.x").is_err());
         assert!(type_pattern_to_subject("s", "chain..x").is_err());
         assert!(type_pattern_to_subject("s", "chain.lo g").is_err());

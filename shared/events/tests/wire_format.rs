@@ -16,20 +16,31 @@ fn fixed<P: Payload>(payload: &P) -> Envelope {
 
 #[test]
 fn envelope_wire_format() {
-    let block = ChainBlockObserved { number: 7, hash: "0xb10c".into(), parent_hash: "0xb10b".into(), timestamp: 1_764_072_000 };
+    let block = ChainBlockObserved {
+        number: 7,
+        hash: "0xb10c".into(),
+        parent_hash: "0xb10b".into(),
+        timestamp: 1_764_072_000,
+    };
     let root = fixed(&block);
     insta::assert_snapshot!("envelope_root", String::from_utf8(root.to_json()).unwrap());
 
     let mut derived = root.derive("risk", "rule/hf", &NotifyRequested::example());
     derived.id = Uuid::parse_str("0192f1a0-7c00-7000-8000-000000000002").unwrap();
     derived.time = root.time;
-    insta::assert_snapshot!("envelope_derived", String::from_utf8(derived.to_json()).unwrap());
+    insta::assert_snapshot!(
+        "envelope_derived",
+        String::from_utf8(derived.to_json()).unwrap()
+    );
 }
 
 #[test]
 fn payload_wire_formats() {
     let mut args = serde_json::Map::new();
-    args.insert("from".into(), json!("0x5FbDB2315678afecb367f032d93F642f64180aa3"));
+    args.insert(
+        "from".into(),
+        json!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+    );
     args.insert("value".into(), json!("1000000000000000000000"));
     let log = ChainLogObserved {
         block_number: 7,
@@ -71,5 +82,8 @@ fn every_catalogue_type_decodes_by_name() {
         Event::NotifyRequested(n) => assert_eq!(n, NotifyRequested::example()),
         other => panic!("decoded as {}", other.event_type()),
     }
-    assert!(matches!(Event::from_type_and_json("no.such.type", "{}"), Err(EnvelopeError::UnknownType(_))));
+    assert!(matches!(
+        Event::from_type_and_json("no.such.type", "{}"),
+        Err(EnvelopeError::UnknownType(_))
+    ));
 }

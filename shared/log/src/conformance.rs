@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use steward_events::{ChainBlockObserved, Envelope, LogEventDeadLettered, NotifyRequested, Payload, Severity};
+use steward_events::{
+    ChainBlockObserved, Envelope, LogEventDeadLettered, NotifyRequested, Payload, Severity,
+};
 
 use crate::{ConsumerSpec, DeliverFrom, EventLog, HandlerError, LogMetrics, Subscription};
 
@@ -33,7 +35,12 @@ pub fn block(chain: u64, n: u64) -> Envelope {
     Envelope::new(
         "test",
         format!("{chain}:block:{n}"),
-        &ChainBlockObserved { number: n, hash: format!("0x{n:x}"), parent_hash: format!("0x{:x}", n.saturating_sub(1)), timestamp: n },
+        &ChainBlockObserved {
+            number: n,
+            hash: format!("0x{n:x}"),
+            parent_hash: format!("0x{:x}", n.saturating_sub(1)),
+            timestamp: n,
+        },
     )
     .with_chain(chain)
 }
@@ -46,7 +53,10 @@ pub fn notify(n: u64) -> Envelope {
 }
 
 fn spec(name: &str, h: &dyn Harness) -> ConsumerSpec {
-    ConsumerSpec::new(name).ack_wait(h.ack_wait()).backoff(vec![Duration::ZERO]).max_deliver(3)
+    ConsumerSpec::new(name)
+        .ack_wait(h.ack_wait())
+        .backoff(vec![Duration::ZERO])
+        .max_deliver(3)
 }
 
 async fn drain(sub: &Subscription, want: usize) -> Vec<crate::Delivery> {
@@ -61,17 +71,27 @@ async fn drain(sub: &Subscription, want: usize) -> Vec<crate::Delivery> {
 
 pub async fn append_assigns_increasing_sequences(h: &dyn Harness) {
     let log = h.fresh().await;
-    assert_eq!(log.last_sequence().await.unwrap(), 0, "a fresh log is empty");
+    assert_eq!(
+        log.last_sequence().await.unwrap(),
+        0,
+        "a fresh log is empty"
+    );
     let events: Vec<_> = (0..100).map(|i| block(1, i)).collect();
     let out = log.append(&events).await.unwrap();
     assert_eq!(out.len(), 100, "one outcome per event");
     assert!(out.iter().all(|a| !a.duplicate));
-    assert!(out.windows(2).all(|w| w[1].sequence == w[0].sequence + 1), "sequences are dense and in input order");
+    assert!(
+        out.windows(2).all(|w| w[1].sequence == w[0].sequence + 1),
+        "sequences are dense and in input order"
+    );
     assert_eq!(log.last_sequence().await.unwrap(), out[99].sequence);
     let read = log.read(out[0].sequence, &[], 1000).await.unwrap();
     assert_eq!(read.len(), 100);
     for (i, s) in read.iter().enumerate() {
-        assert_eq!(s.event, events[i], "stored event {i} equals what was appended");
+        assert_eq!(
+            s.event, events[i],
+            "stored event {i} equals what was appended"
+        );
         assert_eq!(s.subject, events[i].subject(log.prefix()));
     }
 }
@@ -85,7 +105,10 @@ pub async fn duplicate_keys_are_dropped(h: &dyn Harness) {
     retry.id = uuid::Uuid::now_v7();
     let again = log.append(&[retry, block(1, 2)]).await.unwrap();
     assert!(again[0].duplicate, "same key is a duplicate");
-    assert_eq!(again[0].sequence, first.sequence, "a duplicate reports the earlier sequence");
+    assert_eq!(
+        again[0].sequence, first.sequence,
+        "a duplicate reports the earlier sequence"
+    );
     assert!(!again[1].duplicate);
     // Duplicates inside one batch.
     let batch = log.append(&[block(1, 3), block(1, 3)]).await.unwrap();
@@ -100,61 +123,127 @@ pub async fn consumers_get_matching_events_in_order(h: &dyn Harness) {
     let log = h.fresh().await;
     let mut events = Vec::new();
     for i in 0..30 {
-        events.push(if i % 3 == 0 { notify(i) } else { block(1 + i % 2, i) });
+        events.push(if i % 3 == 0 {
+            notify(i)
+        } else {
+            block(1 + i % 2, i)
+        });
     }
     log.append(&events).await.unwrap();
     let m = LogMetrics::default();
 
-    let chain = Subscription::open(log.clone(), spec("chain", h).filters(["chain.>"]), m.clone()).await.unwrap();
+    let chain = Subscription::open(
+        log.clone(),
+        spec("chain", h).filters(["chain.>"]),
+        m.clone(),
+    )
+    .await
+    .unwrap();
     let got = drain(&chain, 20).await;
     assert_eq!(got.len(), 20, "every chain event is delivered");
-    assert!(got.iter().all(|d| d.event.event_type == "chain.block.observed"), "filter holds");
-    assert!(got.windows(2).all(|w| w[0].sequence < w[1].sequence), "first deliveries come in stream order");
+    assert!(
+        got.iter()
+            .all(|d| d.event.event_type == "chain.block.observed"),
+        "filter holds"
+    );
+    assert!(
+        got.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "first deliveries come in stream order"
+    );
     assert!(got.iter().all(|d| d.attempt == 1));
     chain.ack(&got).await.unwrap();
-    assert!(chain.fetch(10, Duration::from_millis(300)).await.unwrap().is_empty(), "nothing more for this filter");
+    assert!(
+        chain
+            .fetch(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing more for this filter"
+    );
 
     // Several filters at once.
-    let both = Subscription::open(log.clone(), spec("both", h).filters(["notify.*", "chain.block.observed"]), m.clone()).await.unwrap();
+    let both = Subscription::open(
+        log.clone(),
+        spec("both", h).filters(["notify.*", "chain.block.observed"]),
+        m.clone(),
+    )
+    .await
+    .unwrap();
     let got = drain(&both, 30).await;
     assert_eq!(got.len(), 30);
     let got_ids: Vec<_> = got.iter().map(|d| d.event.id).collect();
     let want_ids: Vec<_> = events.iter().map(|e| e.id).collect();
-    assert_eq!(got_ids, want_ids, "several filters deliver the union, in order");
+    assert_eq!(
+        got_ids, want_ids,
+        "several filters deliver the union, in order"
+    );
     both.ack(&got).await.unwrap();
 
     // Read with a filter touches no consumer.
-    let notifies = log.read(1, &["notify.requested".to_owned()], 100).await.unwrap();
+    let notifies = log
+        .read(1, &["notify.requested".to_owned()], 100)
+        .await
+        .unwrap();
     assert_eq!(notifies.len(), 10);
 }
 
 pub async fn unacked_events_are_redelivered(h: &dyn Harness) {
     let log = h.fresh().await;
-    log.append(&(0..5).map(|i| block(1, i)).collect::<Vec<_>>()).await.unwrap();
-    let sub = Subscription::open(log.clone(), spec("redeliver", h), LogMetrics::default()).await.unwrap();
+    log.append(&(0..5).map(|i| block(1, i)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let sub = Subscription::open(log.clone(), spec("redeliver", h), LogMetrics::default())
+        .await
+        .unwrap();
     let first = drain(&sub, 5).await;
     assert_eq!(first.len(), 5);
     sub.ack(&first[..2]).await.unwrap();
     // The three unacked come back after ack_wait, as attempt 2, in order.
     let again = drain(&sub, 3).await;
-    assert_eq!(again.len(), 3, "unacked events are delivered again after ack_wait");
-    assert_eq!(again.iter().map(|d| d.sequence).collect::<Vec<_>>(), first[2..].iter().map(|d| d.sequence).collect::<Vec<_>>());
-    assert!(again.iter().all(|d| d.attempt == 2), "redelivery carries attempt 2");
+    assert_eq!(
+        again.len(),
+        3,
+        "unacked events are delivered again after ack_wait"
+    );
+    assert_eq!(
+        again.iter().map(|d| d.sequence).collect::<Vec<_>>(),
+        first[2..].iter().map(|d| d.sequence).collect::<Vec<_>>()
+    );
+    assert!(
+        again.iter().all(|d| d.attempt == 2),
+        "redelivery carries attempt 2"
+    );
     sub.ack(&again).await.unwrap();
-    assert!(sub.fetch(10, h.ack_wait() + Duration::from_millis(500)).await.unwrap().is_empty(), "acked events never return");
+    assert!(
+        sub.fetch(10, h.ack_wait() + Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty(),
+        "acked events never return"
+    );
 }
 
 pub async fn nak_redelivers_after_its_delay(h: &dyn Harness) {
     let log = h.fresh().await;
     log.append(&[block(1, 1)]).await.unwrap();
-    let s = spec("nak", h).backoff(vec![Duration::from_millis(700)]).ack_wait(Duration::from_secs(30));
-    let sub = Subscription::open(log.clone(), s, LogMetrics::default()).await.unwrap();
+    let s = spec("nak", h)
+        .backoff(vec![Duration::from_millis(700)])
+        .ack_wait(Duration::from_secs(30));
+    let sub = Subscription::open(log.clone(), s, LogMetrics::default())
+        .await
+        .unwrap();
     let d = drain(&sub, 1).await.remove(0);
     let failed_at = std::time::Instant::now();
-    sub.fail(&d, &HandlerError::Retry("rpc timeout".into())).await.unwrap();
+    sub.fail(&d, &HandlerError::Retry("rpc timeout".into()))
+        .await
+        .unwrap();
     let again = drain(&sub, 1).await;
     assert_eq!(again.len(), 1, "a retryable failure is delivered again");
-    assert!(failed_at.elapsed() >= Duration::from_millis(600), "not before the backoff ({:?})", failed_at.elapsed());
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(600),
+        "not before the backoff ({:?})",
+        failed_at.elapsed()
+    );
     assert_eq!(again[0].attempt, 2);
     assert_eq!(again[0].event.id, d.event.id);
     sub.ack(&again).await.unwrap();
@@ -174,7 +263,9 @@ pub async fn failing_events_are_dead_lettered_and_the_consumer_moves_on(h: &dyn 
     let poison = block(1, 1);
     log.append(&[poison.clone(), block(1, 2)]).await.unwrap();
     let m = LogMetrics::default();
-    let sub = Subscription::open(log.clone(), spec("dl", h).filters(["chain.>"]), m.clone()).await.unwrap();
+    let sub = Subscription::open(log.clone(), spec("dl", h).filters(["chain.>"]), m.clone())
+        .await
+        .unwrap();
     let mut attempts = Vec::new();
     let mut healthy = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -182,19 +273,27 @@ pub async fn failing_events_are_dead_lettered_and_the_consumer_moves_on(h: &dyn 
         for d in sub.fetch(10, WAIT).await.unwrap() {
             if d.event.id == poison.id {
                 attempts.push(d.attempt);
-                sub.fail(&d, &HandlerError::Retry("always fails".into())).await.unwrap();
+                sub.fail(&d, &HandlerError::Retry("always fails".into()))
+                    .await
+                    .unwrap();
             } else {
                 // Hold the healthy event until the poison is parked, to show it isn't blocked.
                 if attempts.len() >= 3 {
                     sub.ack(std::slice::from_ref(&d)).await.unwrap();
                     healthy = Some(d.sequence);
                 } else {
-                    sub.fail(&d, &HandlerError::Retry("wait".into())).await.unwrap();
+                    sub.fail(&d, &HandlerError::Retry("wait".into()))
+                        .await
+                        .unwrap();
                 }
             }
         }
     }
-    assert_eq!(attempts, vec![1, 2, 3], "the poison event is tried max_deliver times");
+    assert_eq!(
+        attempts,
+        vec![1, 2, 3],
+        "the poison event is tried max_deliver times"
+    );
     assert!(healthy.is_some(), "the consumer moves on to the next event");
     let dl = dead_letters(&log).await;
     assert_eq!(dl.len(), 1, "one dead letter");
@@ -202,16 +301,33 @@ pub async fn failing_events_are_dead_lettered_and_the_consumer_moves_on(h: &dyn 
     assert_eq!(dl[0].deliveries, 3);
     assert_eq!(dl[0].severity, Severity::High);
     assert_eq!(dl[0].last_error, "always fails");
-    assert_eq!(dl[0].event["id"], serde_json::json!(poison.id), "the original is kept whole");
-    assert_eq!(m.dead_lettered.get_or_create(&crate::metrics::ConsumerLabels { consumer: "dl".into() }).get(), 1);
+    assert_eq!(
+        dl[0].event["id"],
+        serde_json::json!(poison.id),
+        "the original is kept whole"
+    );
+    assert_eq!(
+        m.dead_lettered
+            .get_or_create(&crate::metrics::ConsumerLabels {
+                consumer: "dl".into()
+            })
+            .get(),
+        1
+    );
     // The parked event does not come back.
-    assert!(sub.fetch(10, h.ack_wait() + Duration::from_millis(500)).await.unwrap().is_empty());
+    assert!(sub
+        .fetch(10, h.ack_wait() + Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_empty());
 
     // A fatal error parks at once.
     let fatal = block(1, 3);
     log.append(std::slice::from_ref(&fatal)).await.unwrap();
     let d = drain(&sub, 1).await.remove(0);
-    sub.fail(&d, &HandlerError::Fatal("cannot ever work".into())).await.unwrap();
+    sub.fail(&d, &HandlerError::Fatal("cannot ever work".into()))
+        .await
+        .unwrap();
     let dl = dead_letters(&log).await;
     assert_eq!(dl.len(), 2);
     assert_eq!(dl[1].deliveries, 1);
@@ -222,26 +338,51 @@ pub async fn a_crash_loses_nothing_and_redelivers_only_unacked(h: &dyn Harness) 
     let events: Vec<_> = (0..20).map(|i| block(1, i)).collect();
     log.append(&events).await.unwrap();
     let s = spec("crashy", h);
-    let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default()).await.unwrap();
+    let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default())
+        .await
+        .unwrap();
     let got = drain(&sub, 12).await;
     assert_eq!(got.len(), 12);
     // Ack out of order: 0..4 and 6, 9; leave 4, 5, 7, 8, 10, 11 unacked.
-    let acked: Vec<_> = got.iter().filter(|d| d.sequence - got[0].sequence < 4 || [6, 9].contains(&(d.sequence - got[0].sequence))).collect();
+    let acked: Vec<_> = got
+        .iter()
+        .filter(|d| {
+            d.sequence - got[0].sequence < 4 || [6, 9].contains(&(d.sequence - got[0].sequence))
+        })
+        .collect();
     let acked_seqs: HashSet<u64> = acked.iter().map(|d| d.sequence).collect();
     for d in &acked {
         sub.ack(std::slice::from_ref(*d)).await.unwrap();
     }
     drop(sub);
     let log = h.crash(log).await;
-    let sub = Subscription::open(log.clone(), s, LogMetrics::default()).await.unwrap();
+    let sub = Subscription::open(log.clone(), s, LogMetrics::default())
+        .await
+        .unwrap();
     let after = drain(&sub, 20 - acked_seqs.len()).await;
     let seqs: Vec<u64> = after.iter().map(|d| d.sequence).collect();
-    assert!(seqs.iter().all(|s| !acked_seqs.contains(s)), "acked events are not redelivered after a crash: {seqs:?}");
-    assert_eq!(seqs.len(), 20 - acked_seqs.len(), "every unacked event comes back: {seqs:?}");
-    let redelivered: Vec<_> = after.iter().filter(|d| d.sequence <= got[11].sequence).collect();
+    assert!(
+        seqs.iter().all(|s| !acked_seqs.contains(s)),
+        "acked events are not redelivered after a crash: {seqs:?}"
+    );
+    assert_eq!(
+        seqs.len(),
+        20 - acked_seqs.len(),
+        "every unacked event comes back: {seqs:?}"
+    );
+    let redelivered: Vec<_> = after
+        .iter()
+        .filter(|d| d.sequence <= got[11].sequence)
+        .collect();
     assert_eq!(redelivered.len(), 6);
-    assert!(redelivered.iter().all(|d| d.attempt == 2), "delivered-before-the-crash events are attempt 2");
-    assert!(after.iter().filter(|d| d.sequence > got[11].sequence).all(|d| d.attempt == 1));
+    assert!(
+        redelivered.iter().all(|d| d.attempt == 2),
+        "delivered-before-the-crash events are attempt 2"
+    );
+    assert!(after
+        .iter()
+        .filter(|d| d.sequence > got[11].sequence)
+        .all(|d| d.attempt == 1));
     sub.ack(&after).await.unwrap();
 }
 
@@ -253,7 +394,9 @@ pub async fn a_crash_loop_on_one_event_ends_in_a_dead_letter(h: &dyn Harness) {
     let mut log = log;
     // Each "process" takes the poison event and dies before acking or failing.
     for round in 1..=3u32 {
-        let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default()).await.unwrap();
+        let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default())
+            .await
+            .unwrap();
         let d = drain(&sub, 1).await;
         assert_eq!(d.len(), 1, "round {round}: the poison event is delivered");
         assert_eq!(d[0].event.id, poison.id);
@@ -261,10 +404,15 @@ pub async fn a_crash_loop_on_one_event_ends_in_a_dead_letter(h: &dyn Harness) {
         drop(sub);
         log = h.crash(log).await;
     }
-    let sub = Subscription::open(log.clone(), s, LogMetrics::default()).await.unwrap();
+    let sub = Subscription::open(log.clone(), s, LogMetrics::default())
+        .await
+        .unwrap();
     let next = drain(&sub, 1).await;
     assert_eq!(next.len(), 1);
-    assert_ne!(next[0].event.id, poison.id, "after max_deliver crashes the poison event is parked");
+    assert_ne!(
+        next[0].event.id, poison.id,
+        "after max_deliver crashes the poison event is parked"
+    );
     let dl = dead_letters(&log).await;
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].deliveries, 3);
@@ -272,25 +420,61 @@ pub async fn a_crash_loop_on_one_event_ends_in_a_dead_letter(h: &dyn Harness) {
 
 pub async fn durable_position_survives_restart_and_start_points_work(h: &dyn Harness) {
     let log = h.fresh().await;
-    let out = log.append(&(0..10).map(|i| block(1, i)).collect::<Vec<_>>()).await.unwrap();
+    let out = log
+        .append(&(0..10).map(|i| block(1, i)).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let s = spec("durable", h);
-    let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default()).await.unwrap();
+    let sub = Subscription::open(log.clone(), s.clone(), LogMetrics::default())
+        .await
+        .unwrap();
     let got = drain(&sub, 6).await;
     sub.ack(&got).await.unwrap();
-    assert_eq!(sub.lag().await.unwrap(), 4, "lag counts what is not yet delivered");
+    assert_eq!(
+        sub.lag().await.unwrap(),
+        4,
+        "lag counts what is not yet delivered"
+    );
     drop(sub);
     let log = h.crash(log).await;
-    let sub = Subscription::open(log.clone(), s, LogMetrics::default()).await.unwrap();
+    let sub = Subscription::open(log.clone(), s, LogMetrics::default())
+        .await
+        .unwrap();
     let rest = drain(&sub, 4).await;
-    assert_eq!(rest.iter().map(|d| d.sequence).collect::<Vec<_>>(), out[6..].iter().map(|a| a.sequence).collect::<Vec<_>>());
+    assert_eq!(
+        rest.iter().map(|d| d.sequence).collect::<Vec<_>>(),
+        out[6..].iter().map(|a| a.sequence).collect::<Vec<_>>()
+    );
     sub.ack(&rest).await.unwrap();
     assert_eq!(sub.lag().await.unwrap(), 0);
 
-    let from = Subscription::open(log.clone(), spec("from7", h).deliver_from(DeliverFrom::Sequence(out[7].sequence)), LogMetrics::default()).await.unwrap();
+    let from = Subscription::open(
+        log.clone(),
+        spec("from7", h).deliver_from(DeliverFrom::Sequence(out[7].sequence)),
+        LogMetrics::default(),
+    )
+    .await
+    .unwrap();
     let got = drain(&from, 3).await;
-    assert_eq!(got.first().map(|d| d.sequence), Some(out[7].sequence), "starts at the given sequence");
-    let new = Subscription::open(log.clone(), spec("new", h).deliver_from(DeliverFrom::New), LogMetrics::default()).await.unwrap();
-    assert!(new.fetch(10, Duration::from_millis(300)).await.unwrap().is_empty(), "a New consumer sees no history");
+    assert_eq!(
+        got.first().map(|d| d.sequence),
+        Some(out[7].sequence),
+        "starts at the given sequence"
+    );
+    let new = Subscription::open(
+        log.clone(),
+        spec("new", h).deliver_from(DeliverFrom::New),
+        LogMetrics::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        new.fetch(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a New consumer sees no history"
+    );
     let fresh = log.append(&[block(1, 99)]).await.unwrap()[0];
     let got = drain(&new, 1).await;
     assert_eq!(got[0].sequence, fresh.sequence);
@@ -303,7 +487,11 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut log = h.fresh().await;
     let s = spec("model", h).max_deliver(1000);
-    let mut sub = Some(Subscription::open(log.clone(), s.clone(), LogMetrics::default()).await.unwrap());
+    let mut sub = Some(
+        Subscription::open(log.clone(), s.clone(), LogMetrics::default())
+            .await
+            .unwrap(),
+    );
     let mut stored: BTreeMap<u64, String> = BTreeMap::new(); // seq -> key
     let mut delivered: HashSet<u64> = HashSet::new();
     let mut acked: HashSet<u64> = HashSet::new();
@@ -317,15 +505,25 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
                 let mut batch = Vec::new();
                 for _ in 0..n {
                     // One in five reuses an old key: must be dropped as a duplicate.
-                    let k = if next_key > 0 && rng.below(5) == 0 { rng.below(next_key) } else { next_key += 1; next_key - 1 };
+                    let k = if next_key > 0 && rng.below(5) == 0 {
+                        rng.below(next_key)
+                    } else {
+                        next_key += 1;
+                        next_key - 1
+                    };
                     batch.push(if k % 2 == 0 { block(1, k) } else { notify(k) });
                 }
                 for (e, a) in batch.iter().zip(log.append(&batch).await.unwrap()) {
                     match stored.get(&a.sequence) {
-                        Some(k) => assert_eq!(k, &e.key, "a duplicate reports the sequence of its key"),
+                        Some(k) => {
+                            assert_eq!(k, &e.key, "a duplicate reports the sequence of its key")
+                        }
                         None => {
                             assert!(!a.duplicate, "a new key is not a duplicate");
-                            assert!(!stored.values().any(|k| k == &e.key), "a key is stored once");
+                            assert!(
+                                !stored.values().any(|k| k == &e.key),
+                                "a key is stored once"
+                            );
                             stored.insert(a.sequence, e.key.clone());
                         }
                     }
@@ -333,11 +531,27 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
             }
             4..=6 => {
                 let sub_ref = sub.as_ref().unwrap();
-                for d in sub_ref.fetch(1 + rng.below(30) as usize, Duration::from_millis(50)).await.unwrap() {
-                    assert!(!acked.contains(&d.sequence), "acked event {} delivered again", d.sequence);
-                    assert_eq!(stored.get(&d.sequence), Some(&d.event.key), "delivery matches what was stored");
+                for d in sub_ref
+                    .fetch(1 + rng.below(30) as usize, Duration::from_millis(50))
+                    .await
+                    .unwrap()
+                {
+                    assert!(
+                        !acked.contains(&d.sequence),
+                        "acked event {} delivered again",
+                        d.sequence
+                    );
+                    assert_eq!(
+                        stored.get(&d.sequence),
+                        Some(&d.event.key),
+                        "delivery matches what was stored"
+                    );
                     if d.attempt == 1 {
-                        assert!(d.sequence > last_first, "first deliveries in order ({} after {last_first})", d.sequence);
+                        assert!(
+                            d.sequence > last_first,
+                            "first deliveries in order ({} after {last_first})",
+                            d.sequence
+                        );
                         last_first = d.sequence;
                     }
                     delivered.insert(d.sequence);
@@ -346,7 +560,8 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
             }
             7..=8 => {
                 let keep = std::mem::take(&mut held);
-                let (ack, rest): (Vec<_>, Vec<_>) = keep.into_iter().partition(|_| rng.below(3) != 0);
+                let (ack, rest): (Vec<_>, Vec<_>) =
+                    keep.into_iter().partition(|_| rng.below(3) != 0);
                 sub.as_ref().unwrap().ack(&ack).await.unwrap();
                 acked.extend(ack.iter().map(|d| d.sequence));
                 held = rest;
@@ -355,7 +570,11 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
                 held.clear();
                 drop(sub.take());
                 log = h.crash(log).await;
-                sub = Some(Subscription::open(log.clone(), s.clone(), LogMetrics::default()).await.unwrap());
+                sub = Some(
+                    Subscription::open(log.clone(), s.clone(), LogMetrics::default())
+                        .await
+                        .unwrap(),
+                );
             }
         }
     }
@@ -367,17 +586,38 @@ pub async fn model_random_workload(h: &dyn Harness, seed: u64, steps: usize) {
     while acked.len() < stored.len() && tokio::time::Instant::now() < deadline {
         let got = sub.fetch(500, WAIT).await.unwrap();
         for d in &got {
-            assert!(!acked.contains(&d.sequence), "acked event {} delivered again", d.sequence);
+            assert!(
+                !acked.contains(&d.sequence),
+                "acked event {} delivered again",
+                d.sequence
+            );
             delivered.insert(d.sequence);
         }
         acked.extend(got.iter().map(|d| d.sequence));
         sub.ack(&got).await.unwrap();
     }
     let missing: Vec<_> = stored.keys().filter(|s| !delivered.contains(s)).collect();
-    assert!(missing.is_empty(), "seed {seed}: events never delivered: {missing:?}");
-    assert_eq!(acked.len(), stored.len(), "seed {seed}: every event acked exactly once");
-    let in_log: HashMap<u64, String> = log.read(1, &[], 100_000).await.unwrap().into_iter().map(|s| (s.sequence, s.event.key)).collect();
-    assert_eq!(in_log.len(), stored.len(), "seed {seed}: the log holds exactly the unique keys");
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: events never delivered: {missing:?}"
+    );
+    assert_eq!(
+        acked.len(),
+        stored.len(),
+        "seed {seed}: every event acked exactly once"
+    );
+    let in_log: HashMap<u64, String> = log
+        .read(1, &[], 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.sequence, s.event.key))
+        .collect();
+    assert_eq!(
+        in_log.len(),
+        stored.len(),
+        "seed {seed}: the log holds exactly the unique keys"
+    );
 }
 
 /// Small deterministic PRNG (xorshift64*), so a failing seed can be replayed.

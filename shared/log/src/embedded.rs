@@ -25,13 +25,18 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use steward_events::{subject_matches, type_pattern_to_subject, Envelope};
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
-use crate::{AckInner, AckToken, Appended, Consumer, ConsumerSpec, DeliverFrom, EventLog, LogError, RawDelivery, Result, Stored};
+use crate::{
+    AckInner, AckToken, Appended, Consumer, ConsumerSpec, DeliverFrom, EventLog, LogError,
+    RawDelivery, Result, Stored,
+};
 
 /// Rows per multi-row insert: 3 parameters a row stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 2000;
@@ -82,7 +87,10 @@ impl EmbeddedLog {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    LogError::Invalid(format!("cannot create the directory of the embedded log {}: {e}", dir.display()))
+                    LogError::Invalid(format!(
+                        "cannot create the directory of the embedded log {}: {e}",
+                        dir.display()
+                    ))
                 })?;
             }
         }
@@ -98,7 +106,12 @@ impl EmbeddedLog {
             .max_connections(4)
             .connect_with(opts)
             .await
-            .map_err(|e| LogError::Unavailable(format!("cannot open the embedded log at {}: {e}", path.display())))?;
+            .map_err(|e| {
+                LogError::Unavailable(format!(
+                    "cannot open the embedded log at {}: {e}",
+                    path.display()
+                ))
+            })?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db_err)?;
         Ok(Self {
             pool,
@@ -161,18 +174,23 @@ impl EventLog for EmbeddedLog {
                 unique.push(i);
             }
         }
-        let bodies: Vec<(String, Vec<u8>)> =
-            unique.iter().map(|&i| (events[i].subject(&self.prefix), events[i].to_json())).collect();
+        let bodies: Vec<(String, Vec<u8>)> = unique
+            .iter()
+            .map(|&i| (events[i].subject(&self.prefix), events[i].to_json()))
+            .collect();
 
         let _guard = self.write.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let mut stored: HashMap<String, u64> = HashMap::with_capacity(unique.len());
         for (chunk_idx, chunk) in unique.chunks(INSERT_CHUNK).enumerate() {
             let base = chunk_idx * INSERT_CHUNK;
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new("INSERT INTO log_events (key, subject, body) ");
+            let mut qb: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("INSERT INTO log_events (key, subject, body) ");
             qb.push_values(chunk.iter().enumerate(), |mut b, (j, &i)| {
                 let (subject, body) = &bodies[base + j];
-                b.push_bind(events[i].key.as_str()).push_bind(subject.as_str()).push_bind(body.as_slice());
+                b.push_bind(events[i].key.as_str())
+                    .push_bind(subject.as_str())
+                    .push_bind(body.as_slice());
             });
             qb.push(" ON CONFLICT(key) DO NOTHING RETURNING seq, key");
             let rows = qb.build().fetch_all(&mut *tx).await.map_err(db_err)?;
@@ -181,11 +199,15 @@ impl EventLog for EmbeddedLog {
             }
         }
         // Keys that were already in the log: look up their earlier sequence.
-        let missing: Vec<&str> =
-            unique.iter().map(|&i| events[i].key.as_str()).filter(|k| !stored.contains_key(*k)).collect();
+        let missing: Vec<&str> = unique
+            .iter()
+            .map(|&i| events[i].key.as_str())
+            .filter(|k| !stored.contains_key(*k))
+            .collect();
         let mut earlier: HashMap<String, u64> = HashMap::new();
         for chunk in missing.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT seq, key FROM log_events WHERE key IN (");
+            let mut qb: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("SELECT seq, key FROM log_events WHERE key IN (");
             let mut sep = qb.separated(", ");
             for k in chunk {
                 sep.push_bind(*k);
@@ -206,15 +228,29 @@ impl EventLog for EmbeddedLog {
             let first = first_index[e.key.as_str()];
             let appended = if first == i {
                 match stored.get(&e.key) {
-                    Some(&sequence) => Appended { sequence, duplicate: false },
+                    Some(&sequence) => Appended {
+                        sequence,
+                        duplicate: false,
+                    },
                     None => match earlier.get(&e.key) {
-                        Some(&sequence) => Appended { sequence, duplicate: true },
-                        None => return Err(LogError::Corrupt(format!("event key {} neither stored nor found", e.key))),
+                        Some(&sequence) => Appended {
+                            sequence,
+                            duplicate: true,
+                        },
+                        None => {
+                            return Err(LogError::Corrupt(format!(
+                                "event key {} neither stored nor found",
+                                e.key
+                            )))
+                        }
                     },
                 }
             } else {
                 let first_out: &Appended = &out[first];
-                Appended { sequence: first_out.sequence, duplicate: true }
+                Appended {
+                    sequence: first_out.sequence,
+                    duplicate: true,
+                }
             };
             out.push(appended);
         }
@@ -224,7 +260,12 @@ impl EventLog for EmbeddedLog {
     async fn consumer(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {
         spec.validate()?;
         let filters = self.subject_filters(spec)?;
-        let existing = self.consumers.lock().map_err(|_| LogError::Corrupt("consumer registry poisoned".into()))?.get(&spec.name).cloned();
+        let existing = self
+            .consumers
+            .lock()
+            .map_err(|_| LogError::Corrupt("consumer registry poisoned".into()))?
+            .get(&spec.name)
+            .cloned();
         let shared = match existing {
             Some(s) => {
                 // Same durable opened again in this process: share its state; take the new
@@ -234,7 +275,10 @@ impl EventLog for EmbeddedLog {
             }
             None => {
                 let s = Arc::new(Shared::load(&self.pool, spec.clone(), filters.clone()).await?);
-                let mut reg = self.consumers.lock().map_err(|_| LogError::Corrupt("consumer registry poisoned".into()))?;
+                let mut reg = self
+                    .consumers
+                    .lock()
+                    .map_err(|_| LogError::Corrupt("consumer registry poisoned".into()))?;
                 reg.entry(spec.name.clone()).or_insert(s).clone()
             }
         };
@@ -258,12 +302,14 @@ impl EventLog for EmbeddedLog {
         let mut next = from.max(1);
         while out.len() < max {
             let page = (max - out.len()).clamp(64, 4096);
-            let rows = sqlx::query("SELECT seq, subject, body FROM log_events WHERE seq >= ? ORDER BY seq LIMIT ?")
-                .bind(to_i64(next))
-                .bind(page as i64)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(
+                "SELECT seq, subject, body FROM log_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+            )
+            .bind(to_i64(next))
+            .bind(page as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
             let Some(last) = rows.last() else { break };
             next = seq_of(last.get::<i64, _>(0)) + 1;
             for r in rows {
@@ -273,9 +319,14 @@ impl EventLog for EmbeddedLog {
                 }
                 let sequence = seq_of(r.get::<i64, _>(0));
                 let body: Vec<u8> = r.get(2);
-                let event = Envelope::from_json(&body)
-                    .map_err(|e| LogError::Corrupt(format!("event {sequence} cannot be decoded: {e}")))?;
-                out.push(Stored { sequence, subject, event });
+                let event = Envelope::from_json(&body).map_err(|e| {
+                    LogError::Corrupt(format!("event {sequence} cannot be decoded: {e}"))
+                })?;
+                out.push(Stored {
+                    sequence,
+                    subject,
+                    event,
+                });
                 if out.len() == max {
                     break;
                 }
@@ -339,32 +390,41 @@ impl Shared {
             .map_err(db_err)?;
         let delivered = seq_of(row.get(0));
         let floor = seq_of(row.get(1));
-        let acked: HashSet<u64> = sqlx::query_scalar::<_, i64>("SELECT seq FROM log_acked WHERE consumer = ?")
-            .bind(&spec.name)
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(seq_of)
-            .collect();
-        let attempts: HashMap<u64, u32> = sqlx::query("SELECT seq, attempts FROM log_attempts WHERE consumer = ?")
-            .bind(&spec.name)
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|r| (seq_of(r.get(0)), u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX)))
-            .collect();
+        let acked: HashSet<u64> =
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM log_acked WHERE consumer = ?")
+                .bind(&spec.name)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(seq_of)
+                .collect();
+        let attempts: HashMap<u64, u32> =
+            sqlx::query("SELECT seq, attempts FROM log_attempts WHERE consumer = ?")
+                .bind(&spec.name)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(|r| {
+                    (
+                        seq_of(r.get(0)),
+                        u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+                    )
+                })
+                .collect();
         // Everything delivered before the restart and not acked is due again now.
         let now = Instant::now();
         let mut pending = BTreeMap::new();
         if delivered > floor {
-            let rows = sqlx::query("SELECT seq, subject FROM log_events WHERE seq > ? AND seq <= ? ORDER BY seq")
-                .bind(to_i64(floor))
-                .bind(to_i64(delivered))
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(
+                "SELECT seq, subject FROM log_events WHERE seq > ? AND seq <= ? ORDER BY seq",
+            )
+            .bind(to_i64(floor))
+            .bind(to_i64(delivered))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
             for r in rows {
                 let seq = seq_of(r.get(0));
                 let subject: String = r.get(1);
@@ -426,12 +486,14 @@ impl EmbeddedConsumer {
         if want > 0 {
             loop {
                 let page = want.max(256) as i64;
-                let rows = sqlx::query("SELECT seq, subject, body FROM log_events WHERE seq > ? ORDER BY seq LIMIT ?")
-                    .bind(to_i64(delivered))
-                    .bind(page)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err)?;
+                let rows = sqlx::query(
+                    "SELECT seq, subject, body FROM log_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                )
+                .bind(to_i64(delivered))
+                .bind(page)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
                 let exhausted = (rows.len() as i64) < page;
                 for r in rows {
                     let seq = seq_of(r.get(0));
@@ -485,7 +547,8 @@ impl EmbeddedConsumer {
 
         let mut out = Vec::with_capacity(redeliver.len() + fresh.len());
         if !redeliver.is_empty() {
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT seq, subject, body FROM log_events WHERE seq IN (");
+            let mut qb: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("SELECT seq, subject, body FROM log_events WHERE seq IN (");
             let mut sep = qb.separated(", ");
             for (seq, _) in &redeliver {
                 sep.push_bind(to_i64(*seq));
@@ -515,11 +578,20 @@ impl EmbeddedConsumer {
     /// Remove acked sequences and persist the new floor and out-of-order acks.
     async fn settle(&self, seqs: &[u64]) -> Result<()> {
         let mut st = self.shared.state.lock().await;
-        let removed: BTreeSet<u64> = seqs.iter().copied().filter(|s| st.pending.remove(s).is_some()).collect();
+        let removed: BTreeSet<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|s| st.pending.remove(s).is_some())
+            .collect();
         if removed.is_empty() {
             return Ok(());
         }
-        let floor = st.pending.keys().next().map(|s| s - 1).unwrap_or(st.delivered);
+        let floor = st
+            .pending
+            .keys()
+            .next()
+            .map(|s| s - 1)
+            .unwrap_or(st.delivered);
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query("UPDATE log_consumers SET floor = ? WHERE name = ?")
             .bind(to_i64(floor))
@@ -529,7 +601,8 @@ impl EmbeddedConsumer {
             .map_err(db_err)?;
         let above: Vec<u64> = removed.range(floor + 1..).copied().collect();
         for chunk in above.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO log_acked (consumer, seq) ");
+            let mut qb: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO log_acked (consumer, seq) ");
             qb.push_values(chunk, |mut b, seq| {
                 b.push_bind(&self.shared.name).push_bind(to_i64(*seq));
             });
@@ -617,11 +690,12 @@ impl Consumer for EmbeddedConsumer {
                 .map_err(db_err)?;
             return Ok(seq_of(n));
         }
-        let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM log_events WHERE seq > ?")
-            .bind(to_i64(delivered))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let subjects: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM log_events WHERE seq > ?")
+                .bind(to_i64(delivered))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(subjects.iter().filter(|s| matches_any(&filters, s)).count() as u64)
     }
 }

@@ -110,7 +110,11 @@ impl ConsumerSpec {
             deliver_from: DeliverFrom::All,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
-            backoff: vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)],
+            backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
         }
     }
 
@@ -150,7 +154,10 @@ impl ConsumerSpec {
 
     pub fn validate(&self) -> Result<()> {
         let name_ok = !self.name.is_empty()
-            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !name_ok {
             return Err(LogError::Invalid(format!(
                 "consumer name {:?} must be letters, digits, `_` or `-`",
@@ -161,7 +168,8 @@ impl ConsumerSpec {
             return Err(LogError::Invalid("max_deliver must be at least 1".into()));
         }
         for f in &self.filters {
-            steward_events::type_pattern_to_subject("x", f).map_err(|e| LogError::Invalid(e.to_string()))?;
+            steward_events::type_pattern_to_subject("x", f)
+                .map_err(|e| LogError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -40,29 +40,69 @@ impl LogMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("steward_log");
-        r.register("events_published", "Events appended (not counting duplicates), by source service", m.published.clone());
-        r.register("events_duplicate", "Appends dropped as duplicates of an earlier key, by source service", m.duplicates.clone());
-        r.register("events_consumed", "Deliveries handed to a consumer", m.consumed.clone());
+        r.register(
+            "events_published",
+            "Events appended (not counting duplicates), by source service",
+            m.published.clone(),
+        );
+        r.register(
+            "events_duplicate",
+            "Appends dropped as duplicates of an earlier key, by source service",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "events_consumed",
+            "Deliveries handed to a consumer",
+            m.consumed.clone(),
+        );
         r.register("events_acked", "Deliveries acknowledged", m.acked.clone());
-        r.register("events_redelivered", "Deliveries that were a second or later attempt", m.redelivered.clone());
-        r.register("events_retried", "Failed deliveries scheduled for another attempt", m.retried.clone());
-        r.register("events_dead_lettered", "Events parked after their delivery limit", m.dead_lettered.clone());
-        r.register("consumer_lag", "Events matching a consumer not yet delivered to it", m.lag.clone());
+        r.register(
+            "events_redelivered",
+            "Deliveries that were a second or later attempt",
+            m.redelivered.clone(),
+        );
+        r.register(
+            "events_retried",
+            "Failed deliveries scheduled for another attempt",
+            m.retried.clone(),
+        );
+        r.register(
+            "events_dead_lettered",
+            "Events parked after their delivery limit",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Events matching a consumer not yet delivered to it",
+            m.lag.clone(),
+        );
         m
     }
 
     /// Create every series of a consumer at zero, so dashboards see it before its first
     /// event.
     pub(crate) fn init_consumer(&self, name: &str) {
-        let l = ConsumerLabels { consumer: name.to_owned() };
-        for f in [&self.consumed, &self.acked, &self.redelivered, &self.retried, &self.dead_lettered] {
+        let l = ConsumerLabels {
+            consumer: name.to_owned(),
+        };
+        for f in [
+            &self.consumed,
+            &self.acked,
+            &self.redelivered,
+            &self.retried,
+            &self.dead_lettered,
+        ] {
             let _ = f.get_or_create(&l);
         }
         let _ = self.lag.get_or_create(&l);
     }
 
     pub(crate) fn consumer(&self, family: &Family<ConsumerLabels, Counter>, name: &str) -> Counter {
-        family.get_or_create(&ConsumerLabels { consumer: name.to_owned() }).clone()
+        family
+            .get_or_create(&ConsumerLabels {
+                consumer: name.to_owned(),
+            })
+            .clone()
     }
 }
 
@@ -91,7 +131,9 @@ impl EventLog for MeteredLog {
     async fn append(&self, events: &[Envelope]) -> Result<Vec<Appended>> {
         let out = self.inner.append(events).await?;
         for (e, a) in events.iter().zip(&out) {
-            let labels = SourceLabels { source: e.source.clone() };
+            let labels = SourceLabels {
+                source: e.source.clone(),
+            };
             if a.duplicate {
                 self.metrics.duplicates.get_or_create(&labels).inc();
             } else {

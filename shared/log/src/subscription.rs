@@ -46,11 +46,19 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub async fn open(log: Arc<dyn EventLog>, spec: ConsumerSpec, metrics: LogMetrics) -> Result<Self> {
+    pub async fn open(
+        log: Arc<dyn EventLog>,
+        spec: ConsumerSpec,
+        metrics: LogMetrics,
+    ) -> Result<Self> {
         spec.validate()?;
         let consumer = log.consumer(&spec).await?;
         metrics.init_consumer(&spec.name);
-        Ok(Self { log, consumer, metrics })
+        Ok(Self {
+            log,
+            consumer,
+            metrics,
+        })
     }
 
     pub fn spec(&self) -> &ConsumerSpec {
@@ -81,9 +89,16 @@ impl Subscription {
                 Ok(event) => {
                     self.metrics.consumer(&self.metrics.consumed, &name).inc();
                     if r.attempt > 1 {
-                        self.metrics.consumer(&self.metrics.redelivered, &name).inc();
+                        self.metrics
+                            .consumer(&self.metrics.redelivered, &name)
+                            .inc();
                     }
-                    out.push(Delivery { sequence: r.sequence, attempt: r.attempt, event, token: r.token });
+                    out.push(Delivery {
+                        sequence: r.sequence,
+                        attempt: r.attempt,
+                        event,
+                        token: r.token,
+                    });
                 }
                 Err(e) => {
                     let why = format!("cannot decode event: {e}");
@@ -101,7 +116,9 @@ impl Subscription {
         }
         let tokens: Vec<AckToken> = deliveries.iter().map(|d| d.token.clone()).collect();
         self.consumer.ack(&tokens).await?;
-        self.metrics.consumer(&self.metrics.acked, self.name()).inc_by(deliveries.len() as u64);
+        self.metrics
+            .consumer(&self.metrics.acked, self.name())
+            .inc_by(deliveries.len() as u64);
         Ok(())
     }
 
@@ -114,8 +131,12 @@ impl Subscription {
             HandlerError::Retry(msg) if !exhausted => {
                 tracing::warn!(consumer = %spec.name, sequence = d.sequence, attempt = d.attempt,
                     correlation_id = %d.event.correlation_id, error = %msg, "event handling failed; will retry");
-                self.metrics.consumer(&self.metrics.retried, self.name()).inc();
-                self.consumer.nak(&d.token, spec.backoff_after(d.attempt)).await
+                self.metrics
+                    .consumer(&self.metrics.retried, self.name())
+                    .inc();
+                self.consumer
+                    .nak(&d.token, spec.backoff_after(d.attempt))
+                    .await
             }
             _ => {
                 let raw = RawDelivery {
@@ -135,7 +156,9 @@ impl Subscription {
         let lag = self.consumer.lag().await?;
         self.metrics
             .lag
-            .get_or_create(&crate::metrics::ConsumerLabels { consumer: self.name().to_owned() })
+            .get_or_create(&crate::metrics::ConsumerLabels {
+                consumer: self.name().to_owned(),
+            })
             .set(lag as i64);
         Ok(lag)
     }
@@ -159,13 +182,19 @@ impl Subscription {
         let step = format!("dead-letter/{name}/{}", raw.sequence);
         let dead = match Envelope::from_json(&raw.payload) {
             Ok(orig) => orig.derive(LOG_SOURCE, &step, &payload),
-            Err(_) => Envelope::new(LOG_SOURCE, steward_events::derive_key("undecodable", &step), &payload),
+            Err(_) => Envelope::new(
+                LOG_SOURCE,
+                steward_events::derive_key("undecodable", &step),
+                &payload,
+            ),
         };
         tracing::error!(consumer = %name, sequence = raw.sequence, deliveries, error = %why,
             correlation_id = %dead.correlation_id, "event dead-lettered; the consumer moves on");
         self.log.append(std::slice::from_ref(&dead)).await?;
         self.consumer.term(&raw.token).await?;
-        self.metrics.consumer(&self.metrics.dead_lettered, name).inc();
+        self.metrics
+            .consumer(&self.metrics.dead_lettered, name)
+            .inc();
         Ok(())
     }
 }

@@ -17,7 +17,11 @@ struct Embedded {
 
 impl Embedded {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap(), n: Default::default(), current: Default::default() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            n: Default::default(),
+            current: Default::default(),
+        }
     }
 }
 
@@ -32,7 +36,11 @@ impl Harness for Embedded {
 
     async fn crash(&self, log: Arc<dyn EventLog>) -> Arc<dyn EventLog> {
         // Dropping the last handle drops all in-memory consumer state, as a crash would.
-        assert_eq!(Arc::strong_count(&log), 1, "the test must hold no other handle on the crashed log");
+        assert_eq!(
+            Arc::strong_count(&log),
+            1,
+            "the test must hold no other handle on the crashed log"
+        );
         drop(log);
         let path = self.current.lock().unwrap().clone();
         Arc::new(EmbeddedLog::open(&path, "steward").await.unwrap())

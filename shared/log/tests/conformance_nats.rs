@@ -16,7 +16,9 @@ struct Nats {
 
 impl Nats {
     fn new() -> Self {
-        Self { current: Mutex::new(None) }
+        Self {
+            current: Mutex::new(None),
+        }
     }
 }
 

@@ -22,7 +22,10 @@ struct Archiver;
 /// The consumer definition every service derives from the config's consumer defaults.
 pub fn consumer_spec(ctx: &ServiceContext, name: &str) -> ConsumerSpec {
     let c = &ctx.config.event_log.consumers;
-    ConsumerSpec::new(name).ack_wait(c.ack_wait).max_deliver(c.max_deliver).backoff(c.backoff.clone())
+    ConsumerSpec::new(name)
+        .ack_wait(c.ack_wait)
+        .max_deliver(c.max_deliver)
+        .backoff(c.backoff.clone())
 }
 
 #[async_trait]
@@ -36,7 +39,12 @@ impl Service for Archiver {
     }
 
     async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
-        let sub = Subscription::open(ctx.log.clone(), consumer_spec(&ctx, NAME), ctx.metrics.clone()).await?;
+        let sub = Subscription::open(
+            ctx.log.clone(),
+            consumer_spec(&ctx, NAME),
+            ctx.metrics.clone(),
+        )
+        .await?;
         let projection = steward_store::Archiver;
         ctx.ready.set_ready();
         loop {

@@ -24,7 +24,7 @@ use steward_log::{EventLog, LogMetrics};
 use tokio_util::sync::CancellationToken;
 
 pub use http::{serve_http, HttpState};
-pub use readiness::{ReadyHandle, Readiness};
+pub use readiness::{Readiness, ReadyHandle};
 pub use supervisor::{ShutdownReport, Supervisor, SupervisorError};
 
 /// How a service takes part in shutdown.
@@ -74,8 +74,16 @@ pub struct Idle {
 }
 
 impl Idle {
-    pub fn new(name: &'static str, kind: ServiceKind, pending_work: &'static str) -> Box<dyn Service> {
-        Box::new(Self { name, kind, pending_work })
+    pub fn new(
+        name: &'static str,
+        kind: ServiceKind,
+        pending_work: &'static str,
+    ) -> Box<dyn Service> {
+        Box::new(Self {
+            name,
+            kind,
+            pending_work,
+        })
     }
 }
 

@@ -49,7 +49,11 @@ impl Readiness {
     pub fn services(&self) -> Vec<(&'static str, bool)> {
         self.inner
             .lock()
-            .map(|m| m.iter().map(|(k, v)| (*k, v.load(Ordering::SeqCst))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (*k, v.load(Ordering::SeqCst)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -10,9 +10,15 @@ use crate::{Readiness, ReadyHandle, Service, ServiceContext, ServiceKind};
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("service `{service}` failed: {error:#}")]
-    Failed { service: &'static str, error: anyhow::Error },
+    Failed {
+        service: &'static str,
+        error: anyhow::Error,
+    },
     #[error("service `{service}` panicked: {message}")]
-    Panicked { service: &'static str, message: String },
+    Panicked {
+        service: &'static str,
+        message: String,
+    },
     #[error("service `{service}` stopped on its own before shutdown was requested")]
     StoppedEarly { service: &'static str },
 }
@@ -45,7 +51,12 @@ impl Supervisor {
     /// Run `services` until `stop` is cancelled or one of them fails, then shut down in
     /// order: intake first, then workers, within the grace period.
     /// `make_ctx(name, shutdown, ready)` builds each service's context.
-    pub async fn run<F>(self, services: Vec<Box<dyn Service>>, make_ctx: F, stop: CancellationToken) -> ShutdownReport
+    pub async fn run<F>(
+        self,
+        services: Vec<Box<dyn Service>>,
+        make_ctx: F,
+        stop: CancellationToken,
+    ) -> ShutdownReport
     where
         F: Fn(&'static str, CancellationToken, ReadyHandle) -> ServiceContext,
     {
@@ -80,7 +91,10 @@ impl Supervisor {
 
         self.readiness.set_draining();
         let deadline = Instant::now() + self.grace;
-        for (phase, token, kind) in [("intake", &intake, ServiceKind::Intake), ("workers", &workers, ServiceKind::Worker)] {
+        for (phase, token, kind) in [
+            ("intake", &intake, ServiceKind::Intake),
+            ("workers", &workers, ServiceKind::Worker),
+        ] {
             token.cancel();
             tracing::info!(phase, "stopping");
             while tasks.values().any(|t| t.kind == kind) {
@@ -122,17 +136,24 @@ impl Supervisor {
                 None
             }
             Ok(Ok(())) => Some(SupervisorError::StoppedEarly { service: name }),
-            Ok(Err(error)) => Some(SupervisorError::Failed { service: name, error }),
+            Ok(Err(error)) => Some(SupervisorError::Failed {
+                service: name,
+                error,
+            }),
             Err(e) => {
                 let message = if e.is_panic() {
                     let p = e.into_panic();
-                    p.downcast_ref::<&str>().map(|s| (*s).to_owned())
+                    p.downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
                         .or_else(|| p.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic".to_owned())
                 } else {
                     "cancelled".to_owned()
                 };
-                Some(SupervisorError::Panicked { service: name, message })
+                Some(SupervisorError::Panicked {
+                    service: name,
+                    message,
+                })
             }
         }
     }

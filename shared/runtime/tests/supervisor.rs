@@ -6,14 +6,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use steward_log::embedded::EmbeddedLog;
 use steward_log::LogMetrics;
-use steward_runtime::{Readiness, Service, ServiceContext, ServiceKind, Supervisor, SupervisorError};
+use steward_runtime::{
+    Readiness, Service, ServiceContext, ServiceKind, Supervisor, SupervisorError,
+};
 use tokio_util::sync::CancellationToken;
 
 type Journal = Arc<Mutex<Vec<String>>>;
 
 enum Behaviour {
     /// Ready, then wait for shutdown; note when stopped; take `drain` to stop.
-    Wait { drain: Duration },
+    Wait {
+        drain: Duration,
+    },
     Fail,
     Panic,
     ReturnEarly,
@@ -43,9 +47,15 @@ impl Service for Probe {
         match self.behaviour {
             Behaviour::Wait { drain } => {
                 ctx.shutdown.cancelled().await;
-                self.journal.lock().unwrap().push(format!("{} stopping", self.name));
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} stopping", self.name));
                 tokio::time::sleep(drain).await;
-                self.journal.lock().unwrap().push(format!("{} stopped", self.name));
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} stopped", self.name));
                 Ok(())
             }
             Behaviour::Fail => {
@@ -72,7 +82,11 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("events.db"), "steward").await.unwrap());
+    let log = Arc::new(
+        EmbeddedLog::open(&dir.path().join("events.db"), "steward")
+            .await
+            .unwrap(),
+    );
     let url = format!("sqlite://{}", dir.path().join("steward.db").display());
     let store = steward_store::Store::connect(&url, 2).await.unwrap();
     let ctx = ServiceContext {
@@ -87,11 +101,25 @@ async fn fixture() -> Fixture {
     Fixture { _dir: dir, ctx }
 }
 
-fn probe(name: &'static str, kind: ServiceKind, behaviour: Behaviour, journal: &Journal) -> Box<dyn Service> {
-    Box::new(Probe { name, kind, behaviour, journal: journal.clone() })
+fn probe(
+    name: &'static str,
+    kind: ServiceKind,
+    behaviour: Behaviour,
+    journal: &Journal,
+) -> Box<dyn Service> {
+    Box::new(Probe {
+        name,
+        kind,
+        behaviour,
+        journal: journal.clone(),
+    })
 }
 
-async fn run(services: Vec<Box<dyn Service>>, stop_after: Option<Duration>, grace: Duration) -> (steward_runtime::ShutdownReport, Readiness) {
+async fn run(
+    services: Vec<Box<dyn Service>>,
+    stop_after: Option<Duration>,
+    grace: Duration,
+) -> (steward_runtime::ShutdownReport, Readiness) {
     let f = fixture().await;
     let readiness = Readiness::default();
     let stop = CancellationToken::new();
@@ -104,7 +132,16 @@ async fn run(services: Vec<Box<dyn Service>>, stop_after: Option<Duration>, grac
     }
     let base = f.ctx.clone();
     let report = Supervisor::new(readiness.clone(), grace)
-        .run(services, move |name, shutdown, ready| ServiceContext { name, shutdown, ready, ..base.clone() }, stop)
+        .run(
+            services,
+            move |name, shutdown, ready| ServiceContext {
+                name,
+                shutdown,
+                ready,
+                ..base.clone()
+            },
+            stop,
+        )
         .await;
     (report, readiness)
 }
@@ -113,20 +150,60 @@ async fn run(services: Vec<Box<dyn Service>>, stop_after: Option<Duration>, grac
 async fn intake_stops_before_workers() {
     let j: Journal = Default::default();
     let services = vec![
-        probe("worker", ServiceKind::Worker, Behaviour::Wait { drain: Duration::ZERO }, &j),
-        probe("intake", ServiceKind::Intake, Behaviour::Wait { drain: Duration::from_millis(200) }, &j),
+        probe(
+            "worker",
+            ServiceKind::Worker,
+            Behaviour::Wait {
+                drain: Duration::ZERO,
+            },
+            &j,
+        ),
+        probe(
+            "intake",
+            ServiceKind::Intake,
+            Behaviour::Wait {
+                drain: Duration::from_millis(200),
+            },
+            &j,
+        ),
     ];
-    let (report, readiness) = run(services, Some(Duration::from_millis(100)), Duration::from_secs(5)).await;
-    assert!(report.failure.is_none() && report.abandoned.is_empty(), "{report:?}");
-    assert_eq!(*j.lock().unwrap(), vec!["intake stopping", "intake stopped", "worker stopping", "worker stopped"]);
-    assert!(readiness.is_draining() && !readiness.is_ready(), "a stopped process is not ready");
+    let (report, readiness) = run(
+        services,
+        Some(Duration::from_millis(100)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        report.failure.is_none() && report.abandoned.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        *j.lock().unwrap(),
+        vec![
+            "intake stopping",
+            "intake stopped",
+            "worker stopping",
+            "worker stopped"
+        ]
+    );
+    assert!(
+        readiness.is_draining() && !readiness.is_ready(),
+        "a stopped process is not ready"
+    );
 }
 
 #[tokio::test]
 async fn a_failing_service_stops_the_process_and_is_named() {
     let j: Journal = Default::default();
     let services = vec![
-        probe("steady", ServiceKind::Worker, Behaviour::Wait { drain: Duration::ZERO }, &j),
+        probe(
+            "steady",
+            ServiceKind::Worker,
+            Behaviour::Wait {
+                drain: Duration::ZERO,
+            },
+            &j,
+        ),
         probe("flaky", ServiceKind::Worker, Behaviour::Fail, &j),
     ];
     let (report, _) = run(services, None, Duration::from_secs(5)).await;
@@ -137,13 +214,22 @@ async fn a_failing_service_stops_the_process_and_is_named() {
         }
         other => panic!("expected a named failure, got {other:?}"),
     }
-    assert_eq!(*j.lock().unwrap(), vec!["steady stopping", "steady stopped"], "the others were shut down cleanly");
+    assert_eq!(
+        *j.lock().unwrap(),
+        vec!["steady stopping", "steady stopped"],
+        "the others were shut down cleanly"
+    );
 }
 
 #[tokio::test]
 async fn a_panicking_service_is_named_with_its_message() {
     let j: Journal = Default::default();
-    let (report, _) = run(vec![probe("boom", ServiceKind::Intake, Behaviour::Panic, &j)], None, Duration::from_secs(5)).await;
+    let (report, _) = run(
+        vec![probe("boom", ServiceKind::Intake, Behaviour::Panic, &j)],
+        None,
+        Duration::from_secs(5),
+    )
+    .await;
     match report.failure {
         Some(SupervisorError::Panicked { service, message }) => {
             assert_eq!(service, "boom");
@@ -156,8 +242,25 @@ async fn a_panicking_service_is_named_with_its_message() {
 #[tokio::test]
 async fn a_service_that_returns_on_its_own_is_a_failure() {
     let j: Journal = Default::default();
-    let (report, _) = run(vec![probe("quitter", ServiceKind::Worker, Behaviour::ReturnEarly, &j)], None, Duration::from_secs(5)).await;
-    assert!(matches!(report.failure, Some(SupervisorError::StoppedEarly { service: "quitter" })), "{:?}", report.failure);
+    let (report, _) = run(
+        vec![probe(
+            "quitter",
+            ServiceKind::Worker,
+            Behaviour::ReturnEarly,
+            &j,
+        )],
+        None,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(
+            report.failure,
+            Some(SupervisorError::StoppedEarly { service: "quitter" })
+        ),
+        "{:?}",
+        report.failure
+    );
 }
 
 #[tokio::test]
@@ -165,10 +268,25 @@ async fn services_still_running_after_the_grace_period_are_abandoned_by_name() {
     let j: Journal = Default::default();
     let services = vec![
         probe("stuck", ServiceKind::Worker, Behaviour::Hang, &j),
-        probe("fine", ServiceKind::Worker, Behaviour::Wait { drain: Duration::ZERO }, &j),
+        probe(
+            "fine",
+            ServiceKind::Worker,
+            Behaviour::Wait {
+                drain: Duration::ZERO,
+            },
+            &j,
+        ),
     ];
     let started = std::time::Instant::now();
-    let (report, _) = run(services, Some(Duration::from_millis(50)), Duration::from_millis(300)).await;
+    let (report, _) = run(
+        services,
+        Some(Duration::from_millis(50)),
+        Duration::from_millis(300),
+    )
+    .await;
     assert_eq!(report.abandoned, vec!["stuck"]);
-    assert!(started.elapsed() < Duration::from_secs(3), "shutdown is bounded by the grace period");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown is bounded by the grace period"
+    );
 }

@@ -62,7 +62,10 @@ pub fn replace_database(url: &str, name: &str) -> String {
     };
     // postgres://user@host:port/db -> keep everything up to the last '/' after the authority.
     let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_start..].find('/').map(|i| i + authority_start).unwrap_or(base.len());
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| i + authority_start)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..path_start], name);
     if let Some(q) = query {
         out.push('?');
@@ -77,9 +80,18 @@ mod tests {
 
     #[test]
     fn database_is_replaced() {
-        assert_eq!(replace_database("postgres://u@127.0.0.1:5/postgres", "t1"), "postgres://u@127.0.0.1:5/t1");
-        assert_eq!(replace_database("postgres://u@h:5", "t1"), "postgres://u@h:5/t1");
-        assert_eq!(replace_database("postgres://u@h:5/x?sslmode=disable", "t1"), "postgres://u@h:5/t1?sslmode=disable");
+        assert_eq!(
+            replace_database("postgres://u@127.0.0.1:5/postgres", "t1"),
+            "postgres://u@127.0.0.1:5/t1"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5", "t1"),
+            "postgres://u@h:5/t1"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5/x?sslmode=disable", "t1"),
+            "postgres://u@h:5/t1?sslmode=disable"
+        );
     }
 
     #[test]
