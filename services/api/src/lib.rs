@@ -8,7 +8,7 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "api";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(
+    Idle::service(
         NAME,
         ServiceKind::Intake,
         "the HTTP API (issue #4) is not built yet",

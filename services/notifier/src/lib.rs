@@ -8,7 +8,7 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "notifier";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(
+    Idle::service(
         NAME,
         ServiceKind::Worker,
         "alert delivery (issue #7) is not built yet",

@@ -8,7 +8,7 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "rebalancer";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(
+    Idle::service(
         NAME,
         ServiceKind::Worker,
         "the stake rebalancer (issue #6) is not built yet",

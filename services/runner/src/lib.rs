@@ -8,7 +8,7 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "runner";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(
+    Idle::service(
         NAME,
         ServiceKind::Worker,
         "the playbook runner (issue #5) is not built yet",

@@ -8,7 +8,7 @@ use steward_runtime::{Idle, Service, ServiceKind};
 pub const NAME: &str = "watcher";
 
 pub fn service() -> Box<dyn Service> {
-    Idle::new(
+    Idle::service(
         NAME,
         ServiceKind::Intake,
         "the chain watcher (issue #3) is not built yet",

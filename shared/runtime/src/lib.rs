@@ -74,7 +74,8 @@ pub struct Idle {
 }
 
 impl Idle {
-    pub fn new(
+    /// The boxed service, ready for the registry.
+    pub fn service(
         name: &'static str,
         kind: ServiceKind,
         pending_work: &'static str,
