@@ -102,8 +102,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             events,
             batch,
             nats,
+            rate,
         }) => {
-            crate::bench::log(events, batch, nats).await?;
+            crate::bench::log(events, batch, nats, rate).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -80,5 +80,9 @@ pub enum BenchCommand {
         /// NATS server for the JetStream figures.
         #[arg(long, env = "STEWARD_NATS_URL")]
         nats: Option<String>,
+        /// Also measure latency with appends paced at this rate (events/s): at full speed
+        /// latency is mostly queueing behind the producer.
+        #[arg(long)]
+        rate: Option<f64>,
     },
 }
