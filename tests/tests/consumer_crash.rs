@@ -47,18 +47,7 @@ async fn sum(store: &Store) -> (i64, i64) {
 
 fn blocks(n: u64) -> Vec<Envelope> {
     (1..=n)
-        .map(|i| {
-            Envelope::new(
-                "test",
-                format!("1:block:{i}"),
-                &ChainBlockObserved {
-                    number: i,
-                    hash: format!("0x{i:x}"),
-                    parent_hash: String::new(),
-                    timestamp: i,
-                },
-            )
-        })
+        .map(|i| steward_log::conformance::block(1, i))
         .collect()
 }
 

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steward_events::{ChainBlockObserved, Envelope};
+use steward_events::Envelope;
 use steward_log::EventLog;
 
 const BIN: &str = env!("CARGO_BIN_EXE_steward");
@@ -116,18 +116,7 @@ fn steward(args: &[&str]) -> Command {
 
 fn blocks(n: u64) -> Vec<Envelope> {
     (0..n)
-        .map(|i| {
-            Envelope::new(
-                "test",
-                format!("1:block:{i}"),
-                &ChainBlockObserved {
-                    number: i,
-                    hash: format!("0x{i:x}"),
-                    parent_hash: String::new(),
-                    timestamp: i,
-                },
-            )
-        })
+        .map(|i| steward_log::conformance::block(1, i))
         .collect()
 }
 

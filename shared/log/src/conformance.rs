@@ -644,3 +644,28 @@ pub async fn run_all(h: &dyn Harness) {
     a_crash_loop_on_one_event_ends_in_a_dead_letter(h).await;
     durable_position_survives_restart_and_start_points_work(h).await;
 }
+
+/// One `#[tokio::test]` per conformance check, each run against a fresh `$harness`
+/// (an expression building a [`Harness`]), so a backend's test file is only its harness.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@each $harness;
+            append_assigns_increasing_sequences,
+            duplicate_keys_are_dropped,
+            consumers_get_matching_events_in_order,
+            unacked_events_are_redelivered,
+            nak_redelivers_after_its_delay,
+            failing_events_are_dead_lettered_and_the_consumer_moves_on,
+            a_crash_loses_nothing_and_redelivers_only_unacked,
+            a_crash_loop_on_one_event_ends_in_a_dead_letter,
+            durable_position_survives_restart_and_start_points_work
+        );
+    };
+    (@each $harness:expr; $($name:ident),+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::conformance::$name(&$harness).await;
+        }
+    )+};
+}

@@ -51,26 +51,7 @@ impl Harness for Embedded {
     }
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),+ $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            conformance::$name(&Embedded::new()).await;
-        }
-    )+};
-}
-
-conformance_tests!(
-    append_assigns_increasing_sequences,
-    duplicate_keys_are_dropped,
-    consumers_get_matching_events_in_order,
-    unacked_events_are_redelivered,
-    nak_redelivers_after_its_delay,
-    failing_events_are_dead_lettered_and_the_consumer_moves_on,
-    a_crash_loses_nothing_and_redelivers_only_unacked,
-    a_crash_loop_on_one_event_ends_in_a_dead_letter,
-    durable_position_survives_restart_and_start_points_work,
-);
+steward_log::conformance_tests!(Embedded::new());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_random_workloads() {
