@@ -13,6 +13,9 @@ pub const NAME: &str = "archiver";
 /// Events per fetch and per store transaction.
 const BATCH: usize = 500;
 
+/// How often the consumer-lag gauge is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
 pub fn service() -> Box<dyn Service> {
     Box::new(Archiver)
 }
@@ -47,6 +50,7 @@ impl Service for Archiver {
         .await?;
         let projection = steward_store::Archiver;
         ctx.ready.set_ready();
+        let mut last_lag: Option<tokio::time::Instant> = None;
         loop {
             let batch = tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
@@ -63,8 +67,15 @@ impl Service for Archiver {
                 Err(e) => return Err(e.into()),
             };
             ctx.ready.set_ready();
+            // Lag matters most when the consumer is busy, so refresh it on a clock, not only
+            // when idle (on NATS it costs a request to the server).
+            if last_lag.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+                last_lag = Some(tokio::time::Instant::now());
+                if let Err(e) = sub.lag().await {
+                    tracing::debug!(error = %e, "cannot read the consumer's lag");
+                }
+            }
             if batch.is_empty() {
-                let _ = sub.lag().await;
                 continue;
             }
             let items: Vec<_> = batch.iter().map(|d| (d.sequence, &d.event)).collect();
