@@ -27,9 +27,36 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// Formats a duration the way the configuration writes it (`30s`, `10m`, `1h 30m`).
+/// Formats a duration the way the configuration writes it (`30s`, `10m`, `1h 30m`, `90d`).
+/// Whole days are written in days: humantime's months and years are averages (30.44 and
+/// 365.25 days), so `90d` would read back as `2months 29days 2h 52m 48s`.
 pub fn format(duration: &Duration) -> String {
+    const DAY: u64 = 86_400;
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() == 0 && secs >= DAY && secs % DAY == 0 {
+        return format!("{}d", secs / DAY);
+    }
+    if secs >= 30 * DAY {
+        // Long but not whole days: days plus the humantime rest, never months.
+        let rest = Duration::new(secs % DAY, duration.subsec_nanos());
+        return format!("{}d {}", secs / DAY, humantime::format_duration(rest));
+    }
     humantime::format_duration(*duration).to_string()
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn days_stay_days() {
+        assert_eq!(format(&Duration::from_secs(90 * 86_400)), "90d");
+        assert_eq!(format(&Duration::from_secs(86_400)), "1d");
+        assert_eq!(format(&Duration::from_secs(40 * 86_400 + 3600)), "40d 1h");
+        assert_eq!(format(&Duration::from_secs(30)), "30s");
+        assert_eq!(format(&Duration::from_secs(600)), "10m");
+        assert_eq!(format(&Duration::from_millis(1500)), "1s 500ms");
+    }
 }
 
 struct DurationVisitor;

@@ -652,9 +652,8 @@ database:
         "{summary}"
     );
     assert!(
-        summary.contains(
-            "  stream:       STEWARD (3 replicas, duplicate window 10m, events kept 7days)"
-        ),
+        summary
+            .contains("  stream:       STEWARD (3 replicas, duplicate window 10m, events kept 7d)"),
         "{summary}"
     );
     assert!(
