@@ -7,8 +7,18 @@
 //!
 //! Every helper isolates the calling test: a unique subject prefix and stream on NATS, a
 //! fresh database on PostgreSQL, so tests run in parallel without seeing each other.
+//!
+//! For chain tests, [`Anvil`] starts a private anvil node per test (the binary is installed
+//! by `scripts/install-test-deps` and put on `PATH` by `scripts/test`), and
+//! [`fixture_artifact`] reads the compiled test contracts in `shared/chain-fixtures`.
 
 use uuid::Uuid;
+
+mod chain;
+
+pub use chain::{
+    fixture_artifact, fixture_artifacts_dir, fixture_names, json_rpc, Anvil, AnvilBuilder,
+};
 
 pub const NATS_ENV: &str = "STEWARD_TEST_NATS_URL";
 pub const DATABASE_ENV: &str = "STEWARD_TEST_DATABASE_URL";
