@@ -1009,7 +1009,14 @@ async fn pull(
         .map_err(|e| LogError::Unavailable(format!("{what}: cannot send a pull request: {e}")))?;
     // One timer for the whole request: deliveries arrive in bursts, and a timer per
     // message costs more than the message.
-    let limit = tokio::time::sleep(expires.unwrap_or_default() + request_timeout);
+    // A waiting request ends with a status from the server when it expires; allow it a
+    // little time to arrive, not a whole request timeout, so a lapsed request (see below)
+    // does not hold up the consumer.
+    let grace = match expires {
+        Some(_) => request_timeout.min(Duration::from_secs(2)),
+        None => request_timeout,
+    };
+    let limit = tokio::time::sleep(expires.unwrap_or_default() + grace);
     tokio::pin!(limit);
     let mut out = Vec::with_capacity(batch.min(1024));
     while out.len() < batch {
@@ -1027,10 +1034,20 @@ async fn pull(
             }
             None => {
                 if out.is_empty() {
-                    return Err(LogError::Unavailable(format!(
-                        "{what}: JetStream did not answer a pull request within {:?}; the server may be overloaded or unreachable",
-                        expires.unwrap_or_default() + request_timeout
-                    )));
+                    // Silence. Either the server is unreachable, or it let the request lapse
+                    // without the 408 it normally sends (seen on 2.9 under heavy load). A
+                    // round trip tells the two apart: if the connection answers, the
+                    // request is over and nothing was available.
+                    let waited = expires.unwrap_or_default() + grace;
+                    return match tokio::time::timeout(request_timeout, client.flush()).await {
+                        Ok(Ok(())) => {
+                            tracing::debug!("{what}: JetStream ended a pull request without a status after {waited:?}; treated as empty");
+                            Ok((out, PullEnd::Drained))
+                        }
+                        _ => Err(LogError::Unavailable(format!(
+                            "{what}: JetStream did not answer a pull request within {waited:?} and the connection does not answer either; the server may be overloaded or unreachable"
+                        ))),
+                    };
                 }
                 return Ok((out, PullEnd::Drained));
             }

@@ -525,10 +525,16 @@ async fn term_stops_delivery() {
             .unwrap();
         back.extend(b);
     }
-    assert_eq!(
-        back.iter().map(|d| d.sequence).collect::<Vec<_>>(),
-        vec![got[1].sequence],
-        "the termed event never returns"
+    // On a loaded machine the unacked one may come back more than once (its ack can miss a
+    // 1 s ack wait); what matters is that it does, and that the termed one never does.
+    let seqs: Vec<u64> = back.iter().map(|d| d.sequence).collect();
+    assert!(
+        seqs.contains(&got[1].sequence),
+        "the unacked event comes back: {seqs:?}"
+    );
+    assert!(
+        !seqs.contains(&got[0].sequence),
+        "the termed event never returns: {seqs:?}"
     );
 }
 
