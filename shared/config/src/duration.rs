@@ -33,7 +33,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 pub fn format(duration: &Duration) -> String {
     const DAY: u64 = 86_400;
     let secs = duration.as_secs();
-    if duration.subsec_nanos() == 0 && secs >= DAY && secs % DAY == 0 {
+    if duration.subsec_nanos() == 0 && secs >= DAY && secs.is_multiple_of(DAY) {
         return format!("{}d", secs / DAY);
     }
     if secs >= 30 * DAY {

@@ -127,7 +127,7 @@ fn floor_ms(t: &DateTime<Utc>) -> i64 {
 }
 
 fn ceil_ms(t: &DateTime<Utc>) -> i64 {
-    t.timestamp_millis() + i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0)
+    t.timestamp_millis() + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1_000_000))
 }
 
 /// Archived events have millisecond times (their wire format); turn a range of instants
