@@ -11,7 +11,7 @@ use steward_log::{EventLog, LogMetrics, MeteredLog};
 use steward_runtime::{serve_http, HttpState, Readiness, Service, ServiceContext, Supervisor};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunArgs};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunArgs, WatchCommand};
 
 pub enum CliError {
     /// Bad usage or configuration: the message says what to change.
@@ -98,6 +98,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             }
             run_services(cfg, &chosen, args.log_json).await
         }
+        Command::Watch(WatchCommand::Packs) => {
+            for pack in steward_watcher::packs::all() {
+                println!("{:<32} {}", pack.name, pack.spec.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(WatchCommand::Backfill {
+            chain,
+            from,
+            to,
+            args,
+        }) => {
+            let cfg = apply_overrides(load_config(cli.config.as_deref())?, &args)?;
+            crate::watch::backfill(cfg, chain, from, to, args.log_json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Log {
             events,
             batch,
@@ -112,7 +128,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
 
 fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     match path {
-        Some(p) => Config::load(p, &SystemEnv).map_err(|e| CliError::Config(e.to_string())),
+        Some(p) => Config::load_checked(p, &SystemEnv, &steward_watcher::check_config)
+            .map_err(|e| CliError::Config(e.to_string())),
         None => Ok(Config::default()),
     }
 }
@@ -132,7 +149,7 @@ fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {
     Ok(cfg)
 }
 
-async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+pub(crate) async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     let el = &cfg.event_log;
     match (&el.nats, cfg.uses_nats()) {
         (Some(n), true) => {
@@ -162,7 +179,7 @@ async fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     }
 }
 
-async fn open_store(cfg: &Config) -> anyhow::Result<steward_store::Store> {
+pub(crate) async fn open_store(cfg: &Config) -> anyhow::Result<steward_store::Store> {
     let url = match cfg.database_target() {
         steward_config::DatabaseTarget::Url(secret) => secret.expose().to_owned(),
         steward_config::DatabaseTarget::SqliteFile(path) => format!("sqlite://{}", path.display()),

@@ -32,9 +32,35 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Chain watching: backfill history, list the watch packs.
+    #[command(subcommand)]
+    Watch(WatchCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchCommand {
+    /// Ingest a chain's history (final blocks only) into the event log: decoded logs of every
+    /// configured watch, with eth_getLogs ranges split when a provider refuses them. Resumes
+    /// where an interrupted run of the same range stopped; events already in the log are not
+    /// doubled.
+    Backfill {
+        /// The chain's `name` in the configuration.
+        #[arg(long)]
+        chain: String,
+        /// First block.
+        #[arg(long)]
+        from: u64,
+        /// Last block (default: the newest final block).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// List the watch packs shipped with this build.
+    Packs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod app;
 mod bench;
 mod cli;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -45,6 +45,15 @@ pub enum ChainError {
         /// What it said.
         detail: String,
     },
+    /// The endpoint refuses a log query as too large (too many blocks or results): split
+    /// the range. The endpoint is healthy; it has a limit.
+    #[error("{endpoint} refused the log query as too large ({message}); split the block range")]
+    RangeTooLarge {
+        /// Endpoint that answered.
+        endpoint: String,
+        /// The node's message.
+        message: String,
+    },
     /// No answer within the pool's timeout.
     #[error(
         "{endpoint} did not answer within {timeout:?}; check the node or raise the pool timeout"
@@ -167,6 +176,7 @@ impl ChainError {
         match self {
             Self::Reverted { .. }
             | Self::Rejected { .. }
+            | Self::RangeTooLarge { .. }
             | Self::Config(_)
             | Self::Local { .. } => false,
             Self::NoEndpoint { all_refused, .. } => !all_refused,
@@ -185,6 +195,7 @@ impl ChainError {
         match self {
             Self::Reverted { .. }
             | Self::Rejected { .. }
+            | Self::RangeTooLarge { .. }
             | Self::Local { .. }
             | Self::Config(_)
             | Self::NoEndpoint { .. }
@@ -209,7 +220,9 @@ impl ChainError {
                 let code = payload.code;
                 let message = clean(payload.message.to_string());
                 let lower = message.to_ascii_lowercase();
-                if code == 3 || lower.contains("revert") {
+                if is_range_limit(&lower) {
+                    Self::RangeTooLarge { endpoint, message }
+                } else if code == 3 || lower.contains("revert") {
                     let data = payload.as_revert_data();
                     Self::Reverted {
                         endpoint,
@@ -296,6 +309,27 @@ impl ChainError {
     }
 }
 
+/// Whether a JSON-RPC error message is a provider's limit on `eth_getLogs` (block range or
+/// result count), as worded by geth, Erigon, Infura, Alchemy, QuickNode, Ankr and others.
+pub(crate) fn is_range_limit(lower: &str) -> bool {
+    const PATTERNS: &[&str] = &[
+        "query returned more than",
+        "block range",
+        "range is too large",
+        "range too large",
+        "range is too wide",
+        "exceed maximum block range",
+        "exceeds the range",
+        "log response size exceeded",
+        "response size exceeded",
+        "too many logs",
+        "logs matched by query exceeds",
+        "limited to a 10,000 range",
+        "range limit exceeded",
+    ];
+    PATTERNS.iter().any(|p| lower.contains(p))
+}
+
 /// An error and its sources, `: `-separated (reqwest puts the useful part, e.g. "Connection
 /// refused", in a source).
 fn chain_of(err: &(dyn std::error::Error + 'static)) -> String {
@@ -370,6 +404,20 @@ mod tests {
         assert!(e.is_retryable() && e.fault() == Fault::Strike);
         let e = ChainError::from_transport(RpcError::NullResp, RAW, RED);
         assert!(e.is_retryable() && e.fault() == Fault::Demote);
+    }
+
+    #[test]
+    fn provider_log_limits_mean_split_the_range() {
+        for (code, message) in [
+            (-32005, "query returned more than 10000 results"),
+            (-32602, "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range"),
+            (-32000, "block range is too wide"),
+            (-32600, "eth_getLogs is limited to a 10,000 range"),
+        ] {
+            let e = ChainError::from_transport(resp(code, message), RAW, RED);
+            assert!(matches!(e, ChainError::RangeTooLarge { .. }), "{message}: {e:?}");
+            assert!(!e.is_retryable() && e.fault() == Fault::None);
+        }
     }
 
     #[test]

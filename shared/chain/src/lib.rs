@@ -31,16 +31,19 @@
 //!   and query values hidden); error text from the HTTP/WebSocket clients is scrubbed of the
 //!   URL. Do not enable `debug` logs of `alloy_transport_http`, whose spans show the URL.
 
+pub mod abi;
 mod bucket;
 mod config;
 mod error;
 mod pool;
 mod redact;
+mod rpc;
 
 pub use config::{Backoff, EndpointConfig, EndpointKind, PoolOptions};
 pub use error::{ChainError, Result};
 pub use pool::{EndpointPool, EndpointState, EndpointStatus, PoolStatus};
 pub use redact::redact_rpc_url;
+pub use rpc::{BlockHeader, BlockRef, LogFilter};
 
 /// The alloy crates this one is built on, for callers of [`EndpointPool::call`].
 pub use alloy;

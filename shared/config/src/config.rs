@@ -12,6 +12,7 @@ use crate::duration::{self, HumanDuration};
 use crate::env::Env;
 use crate::error::{ConfigError, ErrorKind, Origin};
 use crate::secret::Secret;
+use crate::section::chains::{rpc_url_for_display, validate_chains, ChainConfig, Finality};
 use crate::section::database::DatabaseConfig;
 use crate::section::event_log::{EventLogBackend, EventLogConfig, NatsConfig};
 use crate::section::http::HttpConfig;
@@ -46,7 +47,18 @@ pub struct Config {
     pub event_log: EventLogConfig,
     /// The services' own state.
     pub database: DatabaseConfig,
+    /// EVM chains the watcher follows, and what it watches on each.
+    pub chains: Vec<ChainConfig>,
+    /// Directory that relative paths in the file (ABI files) are resolved against: the
+    /// configuration file's directory, or the working directory without a file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
 }
+
+/// Checks a service adds to loading (see [`Config::load_checked`]): it reports problems
+/// into the validator by field path, and they come out with file:line:column.
+pub type ConfigCheck<'a> = &'a dyn Fn(&Config, &mut Validator<'_>);
 
 impl Default for Config {
     /// A working single-process setup: embedded event log and SQLite database under
@@ -59,6 +71,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             event_log: EventLogConfig::default(),
             database: DatabaseConfig::default(),
+            chains: Vec::new(),
+            base_dir: PathBuf::from("."),
         }
     }
 }
@@ -76,6 +90,16 @@ impl Config {
     /// Reads, interpolates, types and validates the file at `path`. Messages name the
     /// file as `path` is written.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::load_checked(path, env, &|_, _| {})
+    }
+
+    /// Like [`Config::load`], with the services' own checks (`check`) run on the typed
+    /// result, so their problems too are reported at the field's file:line:column.
+    pub fn load_checked(
+        path: &Path,
+        env: &dyn Env,
+        check: ConfigCheck<'_>,
+    ) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
@@ -85,7 +109,12 @@ impl Config {
                 format!("cannot read the configuration file: {e}"),
             )
         })?;
-        Self::from_yaml_str(&text, &name, env)
+        let doc = Document::parse(&text, &name, env)?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self::from_document_checked(&doc, base_dir, check)
     }
 
     /// Like [`Config::load`], for text already read; `file_name` names it in messages.
@@ -95,9 +124,23 @@ impl Config {
 
     /// Types and validates a parsed document.
     pub fn from_document(doc: &Document) -> Result<Self, ConfigError> {
-        let config: Config = doc.deserialize()?;
+        Self::from_document_checked(doc, PathBuf::from("."), &|_, _| {})
+    }
+
+    /// Types and validates a parsed document, relative paths resolved against
+    /// `base_dir`, with the services' own checks.
+    pub fn from_document_checked(
+        doc: &Document,
+        base_dir: PathBuf,
+        check: ConfigCheck<'_>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Config = doc.deserialize()?;
+        config.base_dir = base_dir;
         let mut v = Validator::for_document(doc);
         config.validate_with(&mut v);
+        if v.is_ok() {
+            check(&config, &mut v);
+        }
         v.finish()?;
         Ok(config)
     }
@@ -127,6 +170,7 @@ impl Config {
         }
         self.event_log.validate("event_log", v);
         self.database.validate("database", v);
+        validate_chains(&self.chains, v);
     }
 
     /// Applies the NATS URL override (`--nats-url`, `STEWARD_NATS_URL`): when given, it
@@ -269,6 +313,53 @@ impl Config {
             format!("{} (/healthz, /readyz, /metrics)", self.http.listen),
         );
         line("shutdown grace:", duration::format(&self.shutdown_grace));
+        if self.chains.is_empty() {
+            line(
+                "chains:",
+                "none (the watcher has nothing to watch)".to_owned(),
+            );
+        }
+        for c in &self.chains {
+            let finality = match c.finality {
+                Finality::Confirmations(0) => "the head".to_owned(),
+                Finality::Confirmations(n) => format!("{n} confirmations"),
+                Finality::Tag(t) => format!("the `{}` block", t.as_str()),
+            };
+            line(
+                "chain:",
+                format!(
+                    "{} (id {}), final at {finality}, {} watch{}, {} balance set{}",
+                    c.name,
+                    c.chain_id,
+                    c.watches.len(),
+                    if c.watches.len() == 1 { "" } else { "es" },
+                    c.balances.len(),
+                    if c.balances.len() == 1 { "" } else { "s" },
+                ),
+            );
+            for r in &c.rpc {
+                line("  rpc:", rpc_url_for_display(r.url.expose()));
+            }
+            for w in &c.watches {
+                let what = match &w.pack {
+                    Some(p) => format!("pack {p}"),
+                    None => "custom".to_owned(),
+                };
+                line(
+                    "  watch:",
+                    format!(
+                        "{} ({what}), {} address{}",
+                        w.name,
+                        ChainConfig::watch_addresses(w).len(),
+                        if ChainConfig::watch_addresses(w).len() == 1 {
+                            ""
+                        } else {
+                            "es"
+                        }
+                    ),
+                );
+            }
+        }
         out
     }
 }

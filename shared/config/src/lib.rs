@@ -131,11 +131,15 @@ mod secret;
 pub mod section;
 mod validate;
 
-pub use config::{json_schema, Config, DatabaseTarget, DATABASE_FILE, EVENT_LOG_FILE};
+pub use config::{json_schema, Config, ConfigCheck, DatabaseTarget, DATABASE_FILE, EVENT_LOG_FILE};
 pub use document::{Document, Located, Position};
 pub use env::{Env, MapEnv, SystemEnv};
 pub use error::{ConfigError, ErrorKind, Location, Origin};
 pub use secret::{redact_url, Secret, MASK, REDACTED};
+pub use section::chains::{
+    is_address_syntax, rpc_url_for_display, BalanceConfig, CallConfig, ChainConfig, EmitMode,
+    Finality, FinalityTag, Latest, RpcConfig, Scalar, StartBlock, WatchConfig, MULTICALL3,
+};
 pub use section::database::DatabaseConfig;
 pub use section::event_log::{ConsumerConfig, EventLogBackend, EventLogConfig, NatsConfig};
 pub use section::http::HttpConfig;
