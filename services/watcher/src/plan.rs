@@ -210,9 +210,9 @@ impl ChainPlan {
                 emit: b.emit,
             });
         }
-        let multicall = match &chain.multicall {
-            Some(m) => address(m, &format!("{path}.multicall"), &mut problems),
-            None => None,
+        let multicall = match chain.multicall.as_str() {
+            "off" => None,
+            m => address(m, &format!("{path}.multicall"), &mut problems),
         };
         if !problems.is_empty() {
             return Err(problems);

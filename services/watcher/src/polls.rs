@@ -20,12 +20,18 @@ pub const MULTICALL_CHUNK: usize = 500;
 /// Requests in flight when calling one by one.
 const PARALLEL_CALLS: usize = 8;
 
+/// Multicall3's `aggregate3`, from its JSON ABI (the human-readable parser has no named
+/// tuple components).
 static AGGREGATE3: LazyLock<Function> = LazyLock::new(|| {
-    parse_function_signature(
-        "function aggregate3((address target, bool allowFailure, bytes callData)[] calls) payable \
-         returns ((bool success, bytes returnData)[] returnData)",
+    serde_json::from_str(
+        r#"{"type":"function","name":"aggregate3","stateMutability":"payable",
+            "inputs":[{"name":"calls","type":"tuple[]","components":[
+                {"name":"target","type":"address"},{"name":"allowFailure","type":"bool"},
+                {"name":"callData","type":"bytes"}]}],
+            "outputs":[{"name":"returnData","type":"tuple[]","components":[
+                {"name":"success","type":"bool"},{"name":"returnData","type":"bytes"}]}]}"#,
     )
-    .expect("aggregate3's signature parses")
+    .expect("aggregate3's ABI parses")
 });
 
 static GET_ETH_BALANCE: LazyLock<Function> = LazyLock::new(|| {
@@ -150,7 +156,7 @@ async fn aggregate(
     };
     if answer.is_empty() {
         return Err(invalid(
-            "empty answer: no Multicall3 contract at this address on this chain (set the chain's `multicall: null`, or its address)".to_owned(),
+            "empty answer: no Multicall3 contract at this address on this chain (set the chain's `multicall:` to its address, or `off`)".to_owned(),
         ));
     }
     let decoded = AGGREGATE3

@@ -69,10 +69,11 @@ pub struct ChainConfig {
     /// `eth_getLogs` requests in flight while catching up, 1 to 64.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
-    /// Multicall3 contract used to batch contract-state calls; the canonical address by
-    /// default. `null` calls each function separately.
+    /// Multicall3 contract used to batch contract-state calls: its address (the canonical
+    /// `0xcA11bde05977b3631167028862bE2a173976CA11` by default), or `off` to call each
+    /// function with a request of its own.
     #[serde(default = "default_multicall")]
-    pub multicall: Option<String>,
+    pub multicall: String,
     /// Block explorer base URL (`https://etherscan.io`), for links in messages.
     #[serde(default)]
     pub explorer: Option<String>,
@@ -371,8 +372,8 @@ fn default_max_block_range() -> u64 {
 fn default_concurrency() -> u32 {
     4
 }
-fn default_multicall() -> Option<String> {
-    Some(MULTICALL3.to_owned())
+fn default_multicall() -> String {
+    MULTICALL3.to_owned()
 }
 fn default_weight() -> u32 {
     1
@@ -485,14 +486,12 @@ impl ChainConfig {
                 self.concurrency,
             );
         }
-        if let Some(m) = &self.multicall {
-            if !is_address_syntax(m) {
-                v.invalid_got(
-                    &join(path, "multicall"),
-                    "must be an address: 0x and 40 hex digits",
-                    m,
-                );
-            }
+        if self.multicall != "off" && !is_address_syntax(&self.multicall) {
+            v.invalid_got(
+                &join(path, "multicall"),
+                "must be an address (0x and 40 hex digits) or `off`",
+                &self.multicall,
+            );
         }
         if let Some(e) = &self.explorer {
             match url::Url::parse(e) {
