@@ -627,85 +627,108 @@ impl ChainWatcher {
         let mut learned = false;
         let mut block_hashes: HashMap<u64, B256> = HashMap::new();
         for log in &fetched.logs {
-            let (Some(number), Some(hash)) = (log.block_number, log.block_hash) else {
-                return Err(WatchError::Inconsistent(
-                    "a log without its block number or hash (a pending log?)".to_owned(),
-                ));
-            };
-            if number < fetched.from || number > fetched.to {
-                return Err(WatchError::Inconsistent(format!(
-                    "a log of block {number} in the answer for blocks {}..={}",
-                    fetched.from, fetched.to
-                )));
-            }
-            if let Some(h) = by_number.get(&number) {
-                if h.hash != hash {
-                    return Err(WatchError::Inconsistent(format!(
-                        "a log of block {number} carries hash {hash}, the header says {} (a reorg under way?)",
-                        h.hash
-                    )));
-                }
-            }
-            if let Some(seen) = block_hashes.insert(number, hash) {
-                if seen != hash {
-                    return Err(WatchError::Inconsistent(format!(
-                        "logs of block {number} carry two block hashes (a reorg under way?)"
-                    )));
-                }
-            }
-            if log.removed {
-                continue;
-            }
-            let Some(env) = self.decode_log(log, number, hash, &mut commit, &mut learned) else {
-                continue;
-            };
-            match per_block.get_mut(&number) {
-                Some((_, _, evs)) => evs.push(env),
-                None => per_block
-                    .entry(number)
-                    .or_insert_with(|| (hash, B256::ZERO, Vec::new()))
-                    .2
-                    .push(env),
-            }
+            check_log(log, fetched, &by_number, &mut block_hashes)?;
         }
-        if learned {
-            self.rebuild();
-        }
-        if polls {
-            let due_at: Vec<(u64, B256)> = if complete {
-                fetched.headers.iter().map(|h| (h.num(), h.hash)).collect()
-            } else {
-                fetched
-                    .headers
-                    .last()
-                    .map(|h| (h.num(), h.hash))
-                    .into_iter()
-                    .collect()
-            };
-            let bulk = !complete;
-            for (number, hash) in due_at {
-                let due: Vec<usize> = self
-                    .calls
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| match &c.trigger {
-                        Trigger::Every(n) if bulk => {
-                            // Any multiple of n in the range: evaluate once, at its end.
-                            fetched.to / n > fetched.from.saturating_sub(1) / n
-                                || fetched.from.is_multiple_of(*n)
-                        }
-                        Trigger::Every(n) => number.is_multiple_of(*n),
-                        Trigger::Schedule(_) => false,
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
+        if complete {
+            // Block by block: a state call that changes what is decoded (an aggregator swapped
+            // behind a proxy) takes effect from the next block, whose logs are fetched again
+            // for the addresses it added.
+            let mut pending: BTreeMap<u64, Vec<Log>> = BTreeMap::new();
+            for log in &fetched.logs {
+                pending
+                    .entry(log.block_number.unwrap_or_default())
+                    .or_default()
+                    .push(log.clone());
+            }
+            for h in &fetched.headers {
+                let (number, hash) = (h.num(), h.hash);
+                for log in pending.remove(&number).unwrap_or_default() {
+                    if log.removed {
+                        continue;
+                    }
+                    if let Some(env) =
+                        self.decode_log(&log, number, hash, &mut commit, &mut learned)
+                    {
+                        per_block
+                            .entry(number)
+                            .or_insert_with(|| (hash, h.parent_hash, Vec::new()))
+                            .2
+                            .push(env);
+                    }
+                }
+                if learned {
+                    self.rebuild();
+                    learned = false;
+                }
+                if !polls {
+                    continue;
+                }
+                let due = self.due(|n| number.is_multiple_of(n));
                 if due.is_empty() {
                     continue;
                 }
+                let before: BTreeSet<Address> = self.decoding.addresses.iter().copied().collect();
                 let evs = self.poll(&due, number, hash, &mut commit).await?;
                 per_block
                     .entry(number)
-                    .or_insert_with(|| (hash, B256::ZERO, Vec::new()))
+                    .or_insert_with(|| (hash, h.parent_hash, Vec::new()))
+                    .2
+                    .extend(evs);
+                let added: Vec<Address> = self
+                    .decoding
+                    .addresses
+                    .iter()
+                    .filter(|a| !before.contains(*a))
+                    .copied()
+                    .collect();
+                if !added.is_empty() && number < fetched.to {
+                    let only = Decoding {
+                        addresses: added,
+                        ..self.decoding.clone()
+                    };
+                    for log in
+                        fetch_logs(&self.pool, &only, number + 1, fetched.to, &self.range).await?
+                    {
+                        check_log(&log, fetched, &by_number, &mut block_hashes)?;
+                        pending
+                            .entry(log.block_number.unwrap_or_default())
+                            .or_default()
+                            .push(log);
+                    }
+                    for logs in pending.values_mut() {
+                        logs.sort_by_key(|l| l.log_index);
+                        logs.dedup_by_key(|l| l.log_index);
+                    }
+                }
+            }
+        } else {
+            for log in &fetched.logs {
+                let (Some(number), Some(hash)) = (log.block_number, log.block_hash) else {
+                    continue;
+                };
+                if log.removed {
+                    continue;
+                }
+                if let Some(env) = self.decode_log(log, number, hash, &mut commit, &mut learned) {
+                    per_block
+                        .entry(number)
+                        .or_insert_with(|| (hash, B256::ZERO, Vec::new()))
+                        .2
+                        .push(env);
+                }
+            }
+            if learned {
+                self.rebuild();
+            }
+            // In bulk, calls due anywhere in the range are evaluated once, at its end.
+            let (from, to) = (fetched.from, fetched.to);
+            let due = self.due(|n| to / n > from.saturating_sub(1) / n || from.is_multiple_of(n));
+            if let (true, false, Some(last)) = (polls, due.is_empty(), fetched.headers.last()) {
+                let (number, hash) = (last.num(), last.hash);
+                let evs = self.poll(&due, number, hash, &mut commit).await?;
+                per_block
+                    .entry(number)
+                    .or_insert_with(|| (hash, last.parent_hash, Vec::new()))
                     .2
                     .extend(evs);
             }
@@ -724,6 +747,16 @@ impl ChainWatcher {
             .blocks
             .fetch_add(fetched.to - fetched.from + 1, Ordering::Relaxed);
         Ok((events, commit))
+    }
+
+    /// Indexes of the block-triggered calls due by `is_due(every)`.
+    fn due(&self, is_due: impl Fn(u64) -> bool) -> Vec<usize> {
+        self.calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.trigger, Trigger::Every(n) if is_due(n)))
+            .map(|(i, _)| i)
+            .collect()
     }
 
     fn decode_log(
@@ -1041,6 +1074,43 @@ impl ChainWatcher {
         self.decoding = Decoding::new(self.plan.decoders(&self.params));
         self.calls = self.plan.calls(&self.params);
     }
+}
+
+/// Checks that a log belongs to the fetched range and to the block hash the headers (or the
+/// other logs of its block) say.
+fn check_log(
+    log: &Log,
+    fetched: &Fetched,
+    by_number: &HashMap<u64, &BlockHeader>,
+    block_hashes: &mut HashMap<u64, B256>,
+) -> Result<(), WatchError> {
+    let (Some(number), Some(hash)) = (log.block_number, log.block_hash) else {
+        return Err(WatchError::Inconsistent(
+            "a log without its block number or hash (a pending log?)".to_owned(),
+        ));
+    };
+    if number < fetched.from || number > fetched.to {
+        return Err(WatchError::Inconsistent(format!(
+            "a log of block {number} in the answer for blocks {}..={}",
+            fetched.from, fetched.to
+        )));
+    }
+    if let Some(h) = by_number.get(&number) {
+        if h.hash != hash {
+            return Err(WatchError::Inconsistent(format!(
+                "a log of block {number} carries hash {hash}, the header says {} (a reorg under way?)",
+                h.hash
+            )));
+        }
+    }
+    if let Some(seen) = block_hashes.insert(number, hash) {
+        if seen != hash {
+            return Err(WatchError::Inconsistent(format!(
+                "logs of block {number} carry two block hashes (a reorg under way?)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a window block remembers of an event.

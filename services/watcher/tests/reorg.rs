@@ -69,7 +69,11 @@ async fn a_replaced_tip_is_retracted_and_the_canonical_blocks_ingested_once() {
     assert_eq!(abandoned.len(), 4);
     let listed: HashSet<&str> = r.retracted_events.iter().map(|e| e.key.as_str()).collect();
     for e in &abandoned {
-        assert!(listed.contains(e.key.as_str()), "{} listed as retracted", e.key);
+        assert!(
+            listed.contains(e.key.as_str()),
+            "{} listed as retracted",
+            e.key
+        );
     }
     assert_eq!(
         r.retracted_events
@@ -110,7 +114,11 @@ async fn a_replaced_tip_is_retracted_and_the_canonical_blocks_ingested_once() {
         let now = block_hash(&anvil, n);
         assert_eq!(blocks.iter().filter(|b| b.hash == now).count(), 1);
     }
-    assert_eq!(blocks.len() as u64, tip + 2, "{tip} blocks, 2 of them twice");
+    assert_eq!(
+        blocks.len() as u64,
+        tip + 2,
+        "{tip} blocks, 2 of them twice"
+    );
     assert_eq!(h.events_of("chain.log.observed").await.len(), 8 + 4);
 
     // Nothing more on another look, nor after a restart.

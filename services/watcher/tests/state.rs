@@ -44,29 +44,54 @@ async fn positions_are_polled_in_one_multicall_per_block_and_reported_when_they_
     let pool = anvil.deploy_fixture("MockLendingPool");
     let users: Vec<String> = (1..=3).map(|i| format!("0x{:040x}", 0xa000 + i)).collect();
     for (i, u) in users.iter().enumerate() {
-        set_account(&anvil, &pool, u, &format!("{}", 1_100_000_000_000_000_000u128 + i as u128));
+        set_account(
+            &anvil,
+            &pool,
+            u,
+            &format!("{}", 1_100_000_000_000_000_000u128 + i as u128),
+        );
     }
     let proxy = Proxy::start(&anvil.url(), Behaviour::default()).await;
     let h = Harness::new().await;
     let mut w = h
-        .watcher(&aave_yaml(&proxy.url(), &format!("\"{multicall}\""), &pool, &users))
+        .watcher(&aave_yaml(
+            &proxy.url(),
+            &format!("\"{multicall}\""),
+            &pool,
+            &users,
+        ))
         .await;
     catch_up(&mut w).await;
-    assert_eq!(proxy.count("eth_call"), 1, "three positions, one aggregate3");
+    assert_eq!(
+        proxy.count("eth_call"),
+        1,
+        "three positions, one aggregate3"
+    );
     let s = states(&h.events().await);
     assert_eq!(s.len(), 3);
     for (i, u) in users.iter().enumerate() {
-        let p = s.iter().find(|p| p.args == vec![json!(checksum(u))]).unwrap();
+        let p = s
+            .iter()
+            .find(|p| p.args == vec![json!(checksum(u))])
+            .unwrap();
         assert_eq!(p.watch, "aave");
         assert_eq!(p.address, checksum(&pool));
         assert_eq!(p.function, "getUserAccountData(address)");
-        assert_eq!(p.value["healthFactor"], json!(format!("{}", 1_100_000_000_000_000_000u128 + i as u128)));
+        assert_eq!(
+            p.value["healthFactor"],
+            json!(format!("{}", 1_100_000_000_000_000_000u128 + i as u128))
+        );
         assert_eq!(p.value["totalCollateralBase"], "1000000");
         assert_eq!(p.previous, None);
     }
 
     // One position changes: one report, with the previous value; still one call per block.
-    send(&anvil, &pool, "setHealthFactor(address,uint256)", &[&users[1], "990000000000000000"]);
+    send(
+        &anvil,
+        &pool,
+        "setHealthFactor(address,uint256)",
+        &[&users[1], "990000000000000000"],
+    );
     let calls_before = proxy.count("eth_call");
     catch_up(&mut w).await;
     assert_eq!(proxy.count("eth_call") - calls_before, 1);
@@ -87,7 +112,13 @@ async fn positions_are_polled_in_one_multicall_per_block_and_reported_when_they_
         &anvil,
         &pool,
         "borrow(address,uint256,uint256,uint16,address)",
-        &["0x00000000000000000000000000000000000000cc", "777", "2", "0", &newcomer],
+        &[
+            "0x00000000000000000000000000000000000000cc",
+            "777",
+            "2",
+            "0",
+            &newcomer,
+        ],
     );
     catch_up(&mut w).await;
     let events = h.events().await;
@@ -102,16 +133,29 @@ async fn positions_are_polled_in_one_multicall_per_block_and_reported_when_they_
     assert_eq!(borrow.args["amount"], "777");
     assert_eq!(borrow.args["interestRateMode"], "2");
     let s = states(&events);
-    let learned = s.iter().find(|p| p.args == vec![json!(checksum(&newcomer))]).unwrap();
+    let learned = s
+        .iter()
+        .find(|p| p.args == vec![json!(checksum(&newcomer))])
+        .unwrap();
     assert_eq!(learned.block_number, borrow.block_number);
     assert_eq!(learned.value["totalDebtBase"], "777");
 
     // Learned borrowers survive a restart.
     drop(w);
     let mut again = h
-        .watcher(&aave_yaml(&proxy.url(), &format!("\"{multicall}\""), &pool, &users))
+        .watcher(&aave_yaml(
+            &proxy.url(),
+            &format!("\"{multicall}\""),
+            &pool,
+            &users,
+        ))
         .await;
-    send(&anvil, &pool, "setHealthFactor(address,uint256)", &[&newcomer, "5"]);
+    send(
+        &anvil,
+        &pool,
+        "setHealthFactor(address,uint256)",
+        &[&newcomer, "5"],
+    );
     catch_up(&mut again).await;
     let s = states(&h.events().await);
     let last = s.last().unwrap();
@@ -129,7 +173,9 @@ async fn without_multicall_each_position_is_its_own_request() {
     }
     let proxy = Proxy::start(&anvil.url(), Behaviour::default()).await;
     let h = Harness::new().await;
-    let mut w = h.watcher(&aave_yaml(&proxy.url(), "off", &pool, &users)).await;
+    let mut w = h
+        .watcher(&aave_yaml(&proxy.url(), "off", &pool, &users))
+        .await;
     catch_up(&mut w).await;
     assert_eq!(proxy.count("eth_call"), 4);
     assert_eq!(states(&h.events().await).len(), 4);
@@ -154,9 +200,15 @@ async fn chainlink_aggregators_are_re_resolved_when_the_proxy_swaps_them() {
     let s = states(&h.events().await);
     let agg = s.iter().find(|p| p.function == "aggregator()").unwrap();
     assert_eq!(agg.value["0"], json!(checksum(&a)));
-    let round = s.iter().find(|p| p.function == "latestRoundData()").unwrap();
+    let round = s
+        .iter()
+        .find(|p| p.function == "latestRoundData()")
+        .unwrap();
     assert_eq!(round.value["answer"], "100000000");
-    assert_eq!(s.iter().find(|p| p.function == "decimals()").unwrap().value["0"], "8");
+    assert_eq!(
+        s.iter().find(|p| p.function == "decimals()").unwrap().value["0"],
+        "8"
+    );
 
     // A's answers are decoded while A is behind the proxy.
     send(&anvil, &a, "setAnswer(int256)", &["200000000"]);
@@ -187,13 +239,23 @@ async fn chainlink_aggregators_are_re_resolved_when_the_proxy_swaps_them() {
         ],
         "A's answer after the swap is not the feed's"
     );
-    assert!(logs.iter().any(|l| l.event == "NewRound" && l.address == checksum(&b)));
+    assert!(logs
+        .iter()
+        .any(|l| l.event == "NewRound" && l.address == checksum(&b)));
     let s = states(&events);
-    let swaps: Vec<&ChainStateObserved> = s.iter().filter(|p| p.function == "aggregator()").collect();
+    let swaps: Vec<&ChainStateObserved> =
+        s.iter().filter(|p| p.function == "aggregator()").collect();
     assert_eq!(swaps.len(), 2);
     assert_eq!(swaps[1].value["0"], json!(checksum(&b)));
-    assert_eq!(swaps[1].previous.as_ref().unwrap()["0"], json!(checksum(&a)));
-    let last_round = s.iter().filter(|p| p.function == "latestRoundData()").last().unwrap();
+    assert_eq!(
+        swaps[1].previous.as_ref().unwrap()["0"],
+        json!(checksum(&a))
+    );
+    let last_round = s
+        .iter()
+        .filter(|p| p.function == "latestRoundData()")
+        .last()
+        .unwrap();
     assert_eq!(last_round.value["answer"], "300000000");
 }
 
@@ -219,7 +281,10 @@ async fn native_and_token_balances_are_reported_on_change() {
         let native = s.iter().find(|p| p.function == "eth_getBalance").unwrap();
         assert_eq!(native.address, checksum(treasury));
         assert_eq!(native.value["balance"], "1000");
-        let erc20 = s.iter().find(|p| p.function == "balanceOf(address)").unwrap();
+        let erc20 = s
+            .iter()
+            .find(|p| p.function == "balanceOf(address)")
+            .unwrap();
         assert_eq!(erc20.address, checksum(&token));
         assert_eq!(erc20.args, vec![json!(checksum(treasury))]);
         assert_eq!(erc20.value["balance"], "5000");
@@ -255,7 +320,10 @@ async fn scheduled_calls_run_on_their_schedule_not_on_blocks() {
     catch_up(&mut w).await;
     mine(&anvil, 3);
     catch_up(&mut w).await;
-    assert!(states(&h.events().await).is_empty(), "blocks alone do not trigger a schedule");
+    assert!(
+        states(&h.events().await).is_empty(),
+        "blocks alone do not trigger a schedule"
+    );
 
     let stop = CancellationToken::new();
     let run = tokio::spawn(w.run(stop.clone()));
@@ -268,7 +336,11 @@ async fn scheduled_calls_run_on_their_schedule_not_on_blocks() {
     run.await.unwrap();
     let s = states(&h.events().await);
     assert!(s.len() >= 2, "fired about once a second: {}", s.len());
-    assert!(s.len() <= 5, "not more often than the schedule: {}", s.len());
+    assert!(
+        s.len() <= 5,
+        "not more often than the schedule: {}",
+        s.len()
+    );
     assert!(s.iter().all(|p| p.value["healthFactor"] == "3"));
     let blocks: std::collections::HashSet<u64> = s.iter().map(|p| p.block_number).collect();
     assert_eq!(blocks.len(), s.len(), "each firing at its own block");

@@ -278,10 +278,7 @@ fn anvil_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
-    let tools_bin = std::env::var_os("STEWARD_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/steward-tools")))
-        .map(|d| d.join("bin"));
+    let tools_bin = Some(tools_dir().join("bin"));
     on_path
         .into_iter()
         .chain(tools_bin)
@@ -426,6 +423,42 @@ pub fn fixture_artifact(name: &str) -> (Value, String) {
     let bytecode = artifact["bytecode"]
         .as_str()
         .unwrap_or_else(|| panic!("{} has no bytecode string", path.display()))
+        .to_string();
+    (abi, bytecode)
+}
+
+/// The tools directory of `scripts/install-test-deps` (`$STEWARD_TOOLS_DIR`, default
+/// `~/.cache/steward-tools`).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("STEWARD_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/steward-tools")))
+        .unwrap_or_else(|| PathBuf::from(".cache/steward-tools"))
+}
+
+/// The ABI and creation bytecode of a contract of the real Safe v1.4.1 release (npm
+/// `@safe-global/safe-contracts@1.4.1`, installed by `scripts/install-test-deps`), by its
+/// artifact path under `build/artifacts/contracts`, e.g. `"SafeL2.sol/SafeL2"` or
+/// `"proxies/SafeProxyFactory.sol/SafeProxyFactory"`. Panics with instructions when the
+/// package is missing: tests never skip.
+pub fn safe_artifact(path: &str) -> (Value, String) {
+    let file = tools_dir()
+        .join("node_modules/@safe-global/safe-contracts/build/artifacts/contracts")
+        .join(format!("{path}.json"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the Safe artifact {}: {e}. The Safe tests need the real Safe v1.4.1 \
+             contracts: run `scripts/install-test-deps` (npm @safe-global/safe-contracts@1.4.1), \
+             or the whole suite with `scripts/test`.",
+            file.display()
+        )
+    });
+    let mut artifact: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", file.display()));
+    let abi = artifact["abi"].take();
+    let bytecode = artifact["bytecode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} has no bytecode string", file.display()))
         .to_string();
     (abi, bytecode)
 }

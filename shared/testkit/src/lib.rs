@@ -17,7 +17,8 @@ use uuid::Uuid;
 mod chain;
 
 pub use chain::{
-    fixture_artifact, fixture_artifacts_dir, fixture_names, json_rpc, Anvil, AnvilBuilder,
+    fixture_artifact, fixture_artifacts_dir, fixture_names, json_rpc, safe_artifact, tools_dir,
+    Anvil, AnvilBuilder,
 };
 
 pub const NATS_ENV: &str = "STEWARD_TEST_NATS_URL";
