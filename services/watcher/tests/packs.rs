@@ -284,8 +284,7 @@ async fn aave_chainlink_lido_eigenlayer_and_governor_events_decode_by_name() {
     event(g, "ProposalExecuted");
     let state = states
         .iter()
-        .filter(|s| s.watch == "gov" && s.function == "state(uint256)")
-        .last()
+        .rfind(|s| s.watch == "gov" && s.function == "state(uint256)")
         .expect("state(42) polled");
     assert_eq!(state.args, vec![json!("42")]);
 
@@ -437,8 +436,7 @@ async fn safe_v1_4_1_events_and_configuration_from_the_real_contracts() {
     let last = |f: &str| -> Value {
         states
             .iter()
-            .filter(|s| s.function == f)
-            .last()
+            .rfind(|s| s.function == f)
             .unwrap_or_else(|| panic!("{f} polled"))
             .value
             .clone()

@@ -253,8 +253,7 @@ async fn chainlink_aggregators_are_re_resolved_when_the_proxy_swaps_them() {
     );
     let last_round = s
         .iter()
-        .filter(|p| p.function == "latestRoundData()")
-        .last()
+        .rfind(|p| p.function == "latestRoundData()")
         .unwrap();
     assert_eq!(last_round.value["answer"], "300000000");
 }
