@@ -207,6 +207,7 @@ impl ChainWatcher {
         let options = PoolOptions {
             timeout: cfg.rpc_timeout,
             retries: cfg.rpc_retries,
+            cooldown: cfg.rpc_cooldown,
             ..PoolOptions::default()
         };
         let pool = EndpointPool::new(cfg.chain_id, endpoints, options)?;

@@ -631,7 +631,11 @@ fn compile_watch(
                 }
                 Err(_) => problems.push((
                     format!("{at}[{i}]"),
-                    format!("`{}` is not a {ty}", v.as_str()),
+                    format!(
+                        "`{}` is not {}",
+                        v.as_str(),
+                        steward_chain::abi::a_or_an(&ty.to_string())
+                    ),
                 )),
             }
         }

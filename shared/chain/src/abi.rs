@@ -75,15 +75,34 @@ pub fn coerce_arg(param: &Param, arg: &str) -> Result<DynSolValue, String> {
         .map_err(|e| format!("unsupported type {}: {e}", param.ty))?;
     ty.coerce_str(arg.trim()).map_err(|e| {
         format!(
-            "`{arg}` is not a {} ({})",
-            param.selector_type(),
-            first_line(&e.to_string())
+            "`{arg}` is not {}{}",
+            a_or_an(&param.selector_type()),
+            detail(&e.to_string())
         )
     })
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+/// `an address`, `a uint256`.
+pub fn a_or_an(ty: &str) -> String {
+    let article = match ty.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    };
+    format!("{article} {ty}")
+}
+
+/// The useful part of a parser error: its last line (the others echo the input and point
+/// at it with a caret), in parentheses; nothing when it says nothing.
+fn detail(error: &str) -> String {
+    let last = error
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.contains('^') && !l.ends_with(':'));
+    match last {
+        Some(l) if !l.contains("parser error") => format!(" ({l})"),
+        _ => String::new(),
+    }
 }
 
 /// A decoded value as payload JSON, `param` giving tuple component names.

@@ -63,6 +63,7 @@ impl Proxy {
                     _ = st.cancelled() => return,
                 };
                 let Ok((sock, _)) = conn else { continue };
+                let _ = sock.set_nodelay(true);
                 let (s, st) = (s.clone(), st.clone());
                 tokio::spawn(async move {
                     tokio::select! {

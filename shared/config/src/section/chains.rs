@@ -42,6 +42,10 @@ pub struct ChainConfig {
     /// Further attempts of a failed request, on other endpoints first.
     #[serde(default = "default_rpc_retries")]
     pub rpc_retries: u32,
+    /// How long an endpoint that failed rests before it is probed and used again.
+    #[serde(default = "default_rpc_cooldown", with = "duration::required")]
+    #[schemars(with = "HumanDuration")]
+    pub rpc_cooldown: Duration,
     /// When a block is final enough to report: a number of confirmations (`12`: the
     /// block 12 below the head), or the node's `safe` or `finalized` block. `0` follows
     /// the head; reorgs are then detected and announced.
@@ -360,6 +364,9 @@ fn default_rpc_timeout() -> Duration {
 fn default_rpc_retries() -> u32 {
     3
 }
+fn default_rpc_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_poll_interval() -> Duration {
     Duration::from_secs(2)
 }
@@ -457,6 +464,9 @@ impl ChainConfig {
         }
         if self.rpc_timeout.is_zero() {
             v.invalid(&join(path, "rpc_timeout"), "must be longer than zero");
+        }
+        if self.rpc_cooldown.is_zero() {
+            v.invalid(&join(path, "rpc_cooldown"), "must be longer than zero");
         }
         if self.poll_interval.is_zero() {
             v.invalid(&join(path, "poll_interval"), "must be longer than zero");
