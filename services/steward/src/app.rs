@@ -114,6 +114,27 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             crate::watch::backfill(cfg, chain, from, to, args.log_json).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Watcher {
+            blocks,
+            logs_per_block,
+            state,
+            range,
+            concurrency,
+            nats,
+            positions,
+        }) => {
+            crate::bench::watcher(crate::bench::WatcherBench {
+                blocks,
+                logs_per_block,
+                state,
+                range,
+                concurrency,
+                nats,
+                positions,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Log {
             events,
             batch,

@@ -73,3 +73,286 @@ fn run_id() -> String {
         .unwrap_or(0);
     format!("{:x}", nanos & 0xffff_ffff_ffff)
 }
+
+/// What `steward bench watcher` measures with; see [`watcher`].
+pub struct WatcherBench {
+    pub blocks: u64,
+    pub logs_per_block: u64,
+    pub state: Option<std::path::PathBuf>,
+    pub range: u64,
+    pub concurrency: Vec<usize>,
+    pub nats: Option<String>,
+    pub positions: usize,
+}
+
+/// The watcher benchmark: a chain of `blocks` blocks, each with one transaction emitting
+/// `logs_per_block` ERC-20 `Transfer` logs (generated once with anvil and reloaded from its
+/// state dump), ingested by the watcher and by a bare `eth_getLogs` loop; then RPC requests
+/// per block for state polls of `positions` Aave positions with and without Multicall3.
+pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
+    use steward_watcher::bench as wb;
+
+    let state = b.state.clone().unwrap_or_else(|| {
+        steward_testkit::tools_dir()
+            .join("bench")
+            .join(format!("watcher-{}x{}.json", b.blocks, b.logs_per_block))
+    });
+    let sidecar = state.with_extension("token");
+    if !state.exists() || !sidecar.exists() {
+        generate(&state, &sidecar, b.blocks, b.logs_per_block).await?;
+    }
+    let token: alloy::primitives::Address = std::fs::read_to_string(&sidecar)?.trim().parse()?;
+    let topic0 = alloy::primitives::keccak256("Transfer(address,address,uint256)");
+    let path = state.clone();
+    let anvil = tokio::task::spawn_blocking(move || {
+        steward_testkit::Anvil::builder()
+            .arg("--load-state")
+            .arg(path.display().to_string())
+            .spawn()
+    })
+    .await?;
+    let url = anvil.url();
+    let (from, to) = (2, b.blocks + 1);
+    println!(
+        "watcher: blocks {from}..={to} on anvil ({} logs per block), eth_getLogs ranges of {} blocks\n",
+        b.logs_per_block,
+        b.range
+    );
+    let row = |name: &str, t: &wb::Throughput| {
+        println!(
+            "{name:<44} {:>8.0} blocks/s {:>9.0} logs/s   ({} logs in {:.2}s)",
+            t.blocks_per_sec(),
+            t.logs_per_sec(),
+            t.logs,
+            t.seconds
+        );
+    };
+    let dir = tempfile::tempdir()?;
+    for &c in &b.concurrency {
+        let bare = wb::bare_get_logs(&url, token, topic0, from, to, b.range, c).await?;
+        row(
+            &format!("bare alloy eth_getLogs loop, {c} in flight"),
+            &bare,
+        );
+        let yaml = bench_chain(&url, token, from, b.range, c, false);
+        let cfg = bench_config(&yaml)?;
+        let run = run_id();
+        let log = steward_log::embedded::EmbeddedLog::open(
+            &dir.path().join(format!("e-{run}.db")),
+            "bench",
+        )
+        .await?;
+        let store = steward_store::Store::connect(
+            &format!(
+                "sqlite://{}",
+                dir.path().join(format!("s-{run}.db")).display()
+            ),
+            4,
+        )
+        .await?;
+        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+        check(&t, &bare)?;
+        row("watcher -> embedded log (SQLite)", &t);
+        println!(
+            "{:<44} {:.2}x of the bare loop (target 0.80x)",
+            "",
+            t.logs_per_sec() / bare.logs_per_sec()
+        );
+        if let Some(nats) = &b.nats {
+            let run = run_id();
+            let log = NatsLog::connect(
+                NatsConfig::new(nats.clone())
+                    .stream(format!("BENCH_{run}"))
+                    .prefix(format!("bench{run}")),
+            )
+            .await?;
+            let store = steward_store::Store::connect(
+                &format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("s-{run}.db")).display()
+                ),
+                4,
+            )
+            .await?;
+            let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+            check(&t, &bare)?;
+            row("watcher -> NATS JetStream log", &t);
+            println!(
+                "{:<44} {:.2}x of the bare loop (target 0.80x)",
+                "",
+                t.logs_per_sec() / bare.logs_per_sec()
+            );
+        }
+    }
+    // With a block event per block too (headers fetched for every block).
+    let c = b.concurrency.iter().copied().max().unwrap_or(1);
+    let cfg = bench_config(&bench_chain(&url, token, from, b.range, c, true))?;
+    let run = run_id();
+    let log =
+        steward_log::embedded::EmbeddedLog::open(&dir.path().join(format!("e-{run}.db")), "bench")
+            .await?;
+    let store = steward_store::Store::connect(
+        &format!(
+            "sqlite://{}",
+            dir.path().join(format!("s-{run}.db")).display()
+        ),
+        4,
+    )
+    .await?;
+    let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+    row(&format!("watcher + block events, {c} in flight"), &t);
+
+    // State polls.
+    println!(
+        "\nstate polls: RPC requests per block while following the head, {} Aave positions",
+        b.positions
+    );
+    let deploy = |name: &'static str| {
+        let (_, code) = steward_testkit::fixture_artifact(name);
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let from = steward_testkit::json_rpc(&url, "eth_accounts", serde_json::json!([]))?
+                    [0]
+                .clone();
+                let hash = steward_testkit::json_rpc(
+                    &url,
+                    "eth_sendTransaction",
+                    serde_json::json!([{ "from": from, "data": code }]),
+                )?;
+                loop {
+                    let r = steward_testkit::json_rpc(
+                        &url,
+                        "eth_getTransactionReceipt",
+                        serde_json::json!([hash]),
+                    )?;
+                    if let Some(a) = r["contractAddress"].as_str() {
+                        return anyhow::Ok(a.to_owned());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            })
+            .await?
+        }
+    };
+    let multicall = deploy("Multicall3Compatible").await?;
+    let pool = deploy("MockLendingPool").await?;
+    for mc in [multicall.as_str(), "off"] {
+        let borrowers: Vec<String> = (0..b.positions)
+            .map(|i| format!("\"0x{:040x}\"", 0x10_0000 + i))
+            .collect();
+        let yaml = format!(
+            "chains:\n  - name: bench\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    blocks: false\n    multicall: {}\n    watches:\n      - name: aave\n        pack: aave-v3-pool\n        address: \"{pool}\"\n        params:\n          borrowers: [{}]\n",
+            if mc == "off" { "off".to_owned() } else { format!("\"{mc}\"") },
+            borrowers.join(", ")
+        );
+        let cfg = bench_config(&yaml)?;
+        let run = run_id();
+        let log = steward_log::embedded::EmbeddedLog::open(
+            &dir.path().join(format!("e-{run}.db")),
+            "bench",
+        )
+        .await?;
+        let store = steward_store::Store::connect(
+            &format!(
+                "sqlite://{}",
+                dir.path().join(format!("s-{run}.db")).display()
+            ),
+            4,
+        )
+        .await?;
+        let per_block = wb::requests_per_block(&cfg, Arc::new(log), store, 20).await?;
+        println!(
+            "{:<44} {per_block:>8.1} requests per block",
+            if mc == "off" {
+                "without Multicall3 (one eth_call each)"
+            } else {
+                "with Multicall3 (aggregate3)"
+            }
+        );
+    }
+    drop(anvil);
+    Ok(())
+}
+
+fn check(
+    t: &steward_watcher::bench::Throughput,
+    bare: &steward_watcher::bench::Throughput,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        t.logs == bare.logs,
+        "the watcher produced {} log events where the bare loop read {} logs",
+        t.logs,
+        bare.logs
+    );
+    Ok(())
+}
+
+fn bench_chain(
+    url: &str,
+    token: alloy::primitives::Address,
+    from: u64,
+    range: u64,
+    concurrency: usize,
+    blocks: bool,
+) -> String {
+    format!(
+        "chains:\n  - name: bench\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    start_block: {from}\n    blocks: {blocks}\n    multicall: off\n    max_block_range: {range}\n    concurrency: {concurrency}\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"event Transfer(address indexed from, address indexed to, uint256 value)\"]\n"
+    )
+}
+
+fn bench_config(yaml: &str) -> anyhow::Result<steward_config::Config> {
+    let doc = steward_config::Document::parse(yaml, "bench.yaml", &steward_config::MapEnv::new())?;
+    Ok(steward_config::Config::from_document_checked(
+        &doc,
+        std::path::PathBuf::from("."),
+        &steward_watcher::check_config,
+    )?)
+}
+
+/// Generates the workload once: a fresh anvil, the TransferEmitter, one transaction per block,
+/// then anvil stopped so that it writes its state (blocks, receipts, logs) to `state`.
+async fn generate(
+    state: &std::path::Path,
+    sidecar: &std::path::Path,
+    blocks: u64,
+    per_block: u64,
+) -> anyhow::Result<()> {
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    println!(
+        "generating the workload ({blocks} blocks x {per_block} logs) into {}; once",
+        state.display()
+    );
+    let (state, sidecar) = (state.to_owned(), sidecar.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let anvil = steward_testkit::Anvil::builder()
+            .arg("--dump-state")
+            .arg(state.display().to_string())
+            .spawn();
+        let token = anvil.deploy_fixture("TransferEmitter");
+        let data = format!("0x9a1304ae{per_block:064x}");
+        let started = std::time::Instant::now();
+        for i in 0..blocks {
+            anvil.send_transaction(serde_json::json!({ "to": token, "data": data }));
+            if (i + 1) % 1000 == 0 {
+                println!("  {} blocks ({:.0?})", i + 1, started.elapsed());
+            }
+        }
+        let head = anvil.rpc("eth_blockNumber", serde_json::json!([]));
+        anyhow::ensure!(
+            head == serde_json::json!(format!("{:#x}", blocks + 1)),
+            "expected one block per transaction; the head is {head}"
+        );
+        anvil.shutdown();
+        anyhow::ensure!(
+            state.exists(),
+            "anvil wrote no state to {}",
+            state.display()
+        );
+        std::fs::write(&sidecar, &token)?;
+        Ok(())
+    })
+    .await?
+}

@@ -93,6 +93,32 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The watcher's ingestion (blocks/s, logs/s) against a bare alloy eth_getLogs loop over
+    /// the same anvil chain at the same request concurrency, and RPC requests per block for
+    /// state polls with and without Multicall3. Needs `anvil` on PATH (scripts/install-test-deps).
+    Watcher {
+        /// Blocks in the workload, one transaction each.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// ERC-20 Transfer logs per block.
+        #[arg(long, default_value_t = 20)]
+        logs_per_block: u64,
+        /// Where the generated chain is kept (anvil state dump); made on first use.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Blocks per eth_getLogs request.
+        #[arg(long, default_value_t = 2000)]
+        range: u64,
+        /// Requests in flight; each value is one run (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        concurrency: Vec<usize>,
+        /// NATS server for the JetStream figures.
+        #[arg(long, env = "STEWARD_NATS_URL")]
+        nats: Option<String>,
+        /// Aave positions polled for the state-poll figures.
+        #[arg(long, default_value_t = 500)]
+        positions: usize,
+    },
     /// Append + consume + ack throughput and publish-to-consume latency of the event log:
     /// the embedded backend, and with --nats the JetStream backend against a raw
     /// async-nats loop on the same server.

@@ -47,7 +47,7 @@ use crate::store::{Commit, EmittedEvent, WatcherStore, WindowBlock};
 pub const SOURCE: &str = "watcher";
 
 /// Largest append to the log in one call.
-const APPEND_CHUNK: usize = 5_000;
+const APPEND_CHUNK: usize = 20_000;
 
 /// Why a step failed. Every variant is logged and retried by the loop; none stops the
 /// service.
@@ -87,6 +87,9 @@ pub struct Stats {
     pub reorgs: AtomicU64,
     pub undecodable: AtomicU64,
 }
+
+/// A range being written: the task (append, then store), its last block and its log count.
+type Writing = (tokio::task::JoinHandle<Result<Commit, WatchError>>, u64, u64);
 
 /// Called after each range of a bulk ingestion with (last block done, logs in the range).
 pub type OnRange = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -468,7 +471,7 @@ impl ChainWatcher {
             headers,
             logs,
         };
-        let (events, mut commit) = self.build(&fetched, true, true).await?;
+        let (events, mut commit) = self.build(&fetched, true, true, true).await?;
         let last = fetched.headers.last().map(|h| (h.num(), h.hash));
         commit.cursor = last;
         commit.prune_below = last.map(|(n, _)| n.saturating_sub(self.cfg.reorg_window));
@@ -492,33 +495,13 @@ impl ChainWatcher {
         let mut inflight: VecDeque<tokio::task::JoinHandle<Result<Fetched, WatchError>>> =
             VecDeque::new();
         let all_headers = self.cfg.blocks && matches!(progress, Progress::Cursor);
+        // `concurrency` requests stay in flight while a finished range is recorded: the
+        // next ones are spawned before the oldest is processed.
+        // Writing a range (append, then the store) overlaps with preparing the next; writes
+        // stay in order, each awaited before the next starts.
+        let mut writing: Option<Writing> = None;
         let result = loop {
-            while inflight.len() < self.cfg.concurrency as usize && next <= to {
-                let end = to.min(next.saturating_add(self.range.get() - 1));
-                let pool = self.pool.clone();
-                let decoding = self.decoding.clone();
-                let range = self.range.clone();
-                let start = next;
-                inflight.push_back(tokio::spawn(async move {
-                    let logs = if decoding.is_empty() {
-                        Vec::new()
-                    } else {
-                        fetch_logs(&pool, &decoding, start, end, &range).await?
-                    };
-                    let headers = if all_headers {
-                        pool.headers(start, end).await?
-                    } else {
-                        vec![pool.header(end).await?]
-                    };
-                    Ok(Fetched {
-                        from: start,
-                        to: end,
-                        headers,
-                        logs,
-                    })
-                }));
-                next = end + 1;
-            }
+            self.spawn_fetches(&mut next, to, all_headers, &mut inflight);
             let Some(task) = inflight.pop_front() else {
                 break Ok(());
             };
@@ -531,23 +514,93 @@ impl ChainWatcher {
                     )))
                 }
             };
-            if let Err(e) = self.record_bulk(&fetched, progress, polls).await {
+            self.spawn_fetches(&mut next, to, all_headers, &mut inflight);
+            let prepared = self.prepare_bulk(&fetched, progress, polls).await;
+            if let Err(e) = self.finish_write(&mut writing, &on_range).await {
                 break Err(e);
             }
-            on_range(fetched.to, fetched.logs.len() as u64);
+            let (events, commit) = match prepared {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            let (log, store, stats) = (self.log.clone(), self.store.clone(), self.stats.clone());
+            writing = Some((
+                tokio::spawn(async move {
+                    append(log.as_ref(), &stats, &events).await?;
+                    store.commit(&commit).await?;
+                    Ok(commit)
+                }),
+                fetched.to,
+                fetched.logs.len() as u64,
+            ));
         };
+        let last = self.finish_write(&mut writing, &on_range).await;
         for t in inflight {
             t.abort();
         }
-        result
+        result.and(last)
     }
 
-    async fn record_bulk(
+    /// Waits for the range being written, takes it into memory and reports it.
+    async fn finish_write(
+        &mut self,
+        writing: &mut Option<Writing>,
+        on_range: &OnRange,
+    ) -> Result<(), WatchError> {
+        let Some((task, to, logs)) = writing.take() else {
+            return Ok(());
+        };
+        let commit = task
+            .await
+            .map_err(|e| WatchError::Inconsistent(format!("a range write task failed: {e}")))??;
+        self.apply(commit);
+        on_range(to, logs);
+        Ok(())
+    }
+
+    /// Tops `inflight` up to `concurrency` range fetches, from `next` on.
+    fn spawn_fetches(
+        &self,
+        next: &mut u64,
+        to: u64,
+        all_headers: bool,
+        inflight: &mut VecDeque<tokio::task::JoinHandle<Result<Fetched, WatchError>>>,
+    ) {
+        while inflight.len() < self.cfg.concurrency as usize && *next <= to {
+            let end = to.min(next.saturating_add(self.range.get() - 1));
+            let pool = self.pool.clone();
+            let decoding = self.decoding.clone();
+            let range = self.range.clone();
+            let start = *next;
+            inflight.push_back(tokio::spawn(async move {
+                let logs = if decoding.is_empty() {
+                    Vec::new()
+                } else {
+                    fetch_logs(&pool, &decoding, start, end, &range).await?
+                };
+                let headers = if all_headers {
+                    pool.headers(start, end).await?
+                } else {
+                    vec![pool.header(end).await?]
+                };
+                Ok(Fetched {
+                    from: start,
+                    to: end,
+                    headers,
+                    logs,
+                })
+            }));
+            *next = end + 1;
+        }
+    }
+
+    /// A bulk range's events and store changes, not yet written.
+    async fn prepare_bulk(
         &mut self,
         fetched: &Fetched,
         progress: Progress,
         polls: bool,
-    ) -> Result<(), WatchError> {
+    ) -> Result<(Vec<Envelope>, Commit), WatchError> {
         let last = fetched
             .headers
             .last()
@@ -560,20 +613,17 @@ impl ChainWatcher {
             })?;
         let (last_number, last_hash, last_parent) = (last.num(), last.hash, last.parent_hash);
         let block_events = matches!(progress, Progress::Cursor) && self.cfg.blocks;
-        let (events, mut commit) = self.build(fetched, block_events, polls).await?;
+        let (events, mut commit) = self.build(fetched, block_events, polls, false).await?;
         match progress {
             Progress::Cursor => {
-                // Bulk blocks keep only the range's last block in the window.
-                let emitted = commit
-                    .blocks
-                    .iter()
-                    .flat_map(|b| b.events.iter().cloned())
-                    .collect();
+                // Bulk blocks are far below the head, final by this chain's own measure: the
+                // window keeps only the range's last block, for the next block's parent check,
+                // and no events (nothing there is expected to be retracted).
                 commit.blocks = vec![WindowBlock {
                     number: last_number,
                     hash: last_hash,
                     parent_hash: last_parent,
-                    events: emitted,
+                    events: Vec::new(),
                 }];
                 commit.cursor = Some((last_number, last_hash));
                 commit.prune_below = Some(last_number.saturating_sub(self.cfg.reorg_window));
@@ -584,19 +634,18 @@ impl ChainWatcher {
                 commit.backfill = Some((from, to, fetched.to + 1));
             }
         }
-        self.append(&events).await?;
-        self.store.commit(&commit).await?;
-        self.apply(commit);
-        Ok(())
+        Ok((events, commit))
     }
 
     /// Events and store changes of a fetched range. `headers` may be only the last one (bulk);
-    /// block events need them all.
+    /// block events need them all. `window`: blocks near the head, taken block by block and
+    /// remembered with their events (for retraction); else bulk, in one pass.
     async fn build(
         &mut self,
         fetched: &Fetched,
         block_events: bool,
         polls: bool,
+        window: bool,
     ) -> Result<(Vec<Envelope>, Commit), WatchError> {
         let chain_id = self.cfg.chain_id;
         let by_number: HashMap<u64, &BlockHeader> =
@@ -630,7 +679,7 @@ impl ChainWatcher {
         for log in &fetched.logs {
             check_log(log, fetched, &by_number, &mut block_hashes)?;
         }
-        if complete {
+        if window {
             // Block by block: a state call that changes what is decoded (an aggregator swapped
             // behind a proxy) takes effect from the next block, whose logs are fetched again
             // for the addresses it added.
@@ -736,12 +785,14 @@ impl ChainWatcher {
         }
         let mut events = Vec::new();
         for (number, (hash, parent, evs)) in per_block {
-            commit.blocks.push(WindowBlock {
-                number,
-                hash,
-                parent_hash: parent,
-                events: evs.iter().map(emitted).collect(),
-            });
+            if window {
+                commit.blocks.push(WindowBlock {
+                    number,
+                    hash,
+                    parent_hash: parent,
+                    events: evs.iter().map(emitted).collect(),
+                });
+            }
             events.extend(evs);
         }
         self.stats
@@ -814,7 +865,7 @@ impl ChainWatcher {
                         .map(|h| h.to_string())
                         .unwrap_or_default(),
                     log_index: index,
-                    address: address.to_checksum(None),
+                    address: steward_chain::abi::checksummed(&address),
                     event: decoder.name.clone(),
                     signature: decoder.signature.clone(),
                     watch: Some(decoder.watch.clone()),
@@ -1021,13 +1072,7 @@ impl ChainWatcher {
     // ------------------------------------------------------------------ state
 
     async fn append(&self, events: &[Envelope]) -> Result<(), WatchError> {
-        for chunk in events.chunks(APPEND_CHUNK) {
-            self.log.append(chunk).await?;
-        }
-        self.stats
-            .events
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        Ok(())
+        append(self.log.as_ref(), &self.stats, events).await
     }
 
     /// Takes a committed range into memory.
@@ -1075,6 +1120,17 @@ impl ChainWatcher {
         self.decoding = Decoding::new(self.plan.decoders(&self.params));
         self.calls = self.plan.calls(&self.params);
     }
+}
+
+/// Appends `events` in chunks, counting them.
+async fn append(log: &dyn EventLog, stats: &Stats, events: &[Envelope]) -> Result<(), WatchError> {
+    for chunk in events.chunks(APPEND_CHUNK) {
+        log.append(chunk).await?;
+    }
+    stats
+        .events
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Checks that a log belongs to the fetched range and to the block hash the headers (or the

@@ -12,6 +12,7 @@
 //! - [`lease`]: one active watcher per chain across replicas.
 
 pub mod backfill;
+pub mod bench;
 pub mod chain;
 pub mod lease;
 pub mod packs;

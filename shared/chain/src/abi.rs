@@ -114,7 +114,7 @@ pub fn value_to_json(value: &DynSolValue, components: &[Param]) -> Value {
         DynSolValue::FixedBytes(word, size) => {
             Value::String(format!("0x{}", hex_lower(&word[..(*size).min(32)])))
         }
-        DynSolValue::Address(a) => Value::String(a.to_checksum(None)),
+        DynSolValue::Address(a) => Value::String(checksummed(a)),
         DynSolValue::Function(f) => Value::String(format!("0x{}", hex_lower(f.as_slice()))),
         DynSolValue::Bytes(b) => Value::String(format!("0x{}", hex_lower(b))),
         DynSolValue::String(s) => Value::String(s.clone()),
@@ -136,6 +136,29 @@ pub fn value_to_json(value: &DynSolValue, components: &[Param]) -> Value {
         #[allow(unreachable_patterns)]
         other => Value::String(format!("{other:?}")),
     }
+}
+
+/// EIP-55 form of `a`, remembered: the same few addresses (a token, a pool, a sender) recur
+/// in thousands of logs, and each checksum costs a Keccak.
+pub fn checksummed(a: &alloy::primitives::Address) -> String {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    const MAX: usize = 4096;
+    thread_local! {
+        static CACHE: RefCell<HashMap<alloy::primitives::Address, String>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(s) = c.get(a) {
+            return s.clone();
+        }
+        if c.len() >= MAX {
+            c.clear();
+        }
+        let s = a.to_checksum(None);
+        c.insert(*a, s.clone());
+        s
+    })
 }
 
 /// Named values (`args` of an event, outputs of a call) as a JSON object: by name, or by

@@ -101,6 +101,10 @@ impl EmbeddedLog {
             // FULL: an append that returned is on disk even after a power cut. Batching
             // amortises the fsync.
             .synchronous(SqliteSynchronous::Full)
+            // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the key index
+            // takes keys in no particular order (block hashes), and a small cache turns each
+            // insert into page reads once the index outgrows it.
+            .pragma("cache_size", "-32768")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -266,6 +266,24 @@ impl Anvil {
     }
 }
 
+impl Anvil {
+    /// Stop the node with SIGINT, as a person would with Ctrl-C, and wait for it to exit, so
+    /// that a `--dump-state` file is written. Panics if it has not exited within 60 s.
+    pub fn shutdown(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("anvil did not exit within 60 s of SIGINT");
+    }
+}
+
 impl Drop for Anvil {
     fn drop(&mut self) {
         let _ = self.child.kill();
