@@ -400,7 +400,15 @@ def check_overlay(path: Path) -> None:
             fail(f"{where}: steward-{svc}: STEWARD_DATABASE_URL must come from a Secret")
         # Every ${VAR} the config needs without a default is set in the pod.
         cfg_text = (ROOT / "k8s/base/config/steward.yaml").read_text()
+        # RPC URLs come from every key of the Secret steward-rpc (envFrom), named RPC_URL_<CHAIN>
+        # (the dev overlay's generated Secret carries a hash suffix).
+        from_rpc_secret = any(
+            re.fullmatch(r"steward-rpc(-[a-z0-9]+)?", (f.get("secretRef") or {}).get("name", ""))
+            for f in c.get("envFrom", [])
+        )
         for var, default in config_vars(cfg_text).items():
+            if from_rpc_secret and var.startswith("RPC_URL_"):
+                continue
             if default is None and var not in env:
                 fail(
                     f"{where}: steward-{svc}: the config needs ${{{var}}}, which the pod does not set: every "

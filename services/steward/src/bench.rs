@@ -237,13 +237,13 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
     };
     let multicall = deploy("Multicall3Compatible").await?;
     let pool = deploy("MockLendingPool").await?;
-    for mc in [multicall.as_str(), "off"] {
+    for mc in [multicall.as_str(), "disabled"] {
         let borrowers: Vec<String> = (0..b.positions)
             .map(|i| format!("\"0x{:040x}\"", 0x10_0000 + i))
             .collect();
         let yaml = format!(
             "chains:\n  - name: bench\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    blocks: false\n    multicall: {}\n    watches:\n      - name: aave\n        pack: aave-v3-pool\n        address: \"{pool}\"\n        params:\n          borrowers: [{}]\n",
-            if mc == "off" { "off".to_owned() } else { format!("\"{mc}\"") },
+            if mc == "disabled" { "disabled".to_owned() } else { format!("\"{mc}\"") },
             borrowers.join(", ")
         );
         let cfg = bench_config(&yaml)?;
@@ -264,7 +264,7 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         let per_block = wb::requests_per_block(&cfg, Arc::new(log), store, 20).await?;
         println!(
             "{:<44} {per_block:>8.1} requests per block",
-            if mc == "off" {
+            if mc == "disabled" {
                 "without Multicall3 (one eth_call each)"
             } else {
                 "with Multicall3 (aggregate3)"
@@ -297,7 +297,7 @@ fn bench_chain(
     blocks: bool,
 ) -> String {
     format!(
-        "chains:\n  - name: bench\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    start_block: {from}\n    blocks: {blocks}\n    multicall: off\n    max_block_range: {range}\n    concurrency: {concurrency}\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"event Transfer(address indexed from, address indexed to, uint256 value)\"]\n"
+        "chains:\n  - name: bench\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    start_block: {from}\n    blocks: {blocks}\n    multicall: disabled\n    max_block_range: {range}\n    concurrency: {concurrency}\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"event Transfer(address indexed from, address indexed to, uint256 value)\"]\n"
     )
 }
 

@@ -27,7 +27,7 @@ fn emit(anvil: &Anvil, token: &str, n: u64) {
 
 fn chain_yaml(anvil_url: &str, token: &str) -> String {
     format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{anvil_url}\"}}]\n    poll_interval: 200ms\n    multicall: off\n    start_block: 1\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n"
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{anvil_url}\"}}]\n    poll_interval: 200ms\n    multicall: disabled\n    start_block: 1\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n"
     )
 }
 

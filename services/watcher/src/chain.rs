@@ -301,7 +301,7 @@ impl ChainWatcher {
                 match self.pool.code(m).await {
                     Ok(code) if code.is_empty() => {
                         tracing::warn!(chain = %self.cfg.name, multicall = %m,
-                            "no Multicall3 contract at the configured address: state calls go one request each (set `multicall:` to its address, or `off` to silence this)");
+                            "no Multicall3 contract at the configured address: state calls go one request each (set `multicall:` to its address, or `disabled` to silence this)");
                         self.plan = Arc::new(ChainPlan {
                             multicall: None,
                             ..(*self.plan).clone()

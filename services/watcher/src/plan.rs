@@ -211,7 +211,7 @@ impl ChainPlan {
             });
         }
         let multicall = match chain.multicall.as_str() {
-            "off" => None,
+            "disabled" => None,
             m => address(m, &format!("{path}.multicall"), &mut problems),
         };
         if !problems.is_empty() {

@@ -156,7 +156,7 @@ async fn aggregate(
     };
     if answer.is_empty() {
         return Err(invalid(
-            "empty answer: no Multicall3 contract at this address on this chain (set the chain's `multicall:` to its address, or `off`)".to_owned(),
+            "empty answer: no Multicall3 contract at this address on this chain (set the chain's `multicall:` to its address, or `disabled`)".to_owned(),
         ));
     }
     let decoded = AGGREGATE3

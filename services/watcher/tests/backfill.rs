@@ -25,7 +25,7 @@ async fn a_backfill_killed_mid_way_resumes_with_no_gap_and_no_duplicate() {
     let limit = RangeLimit::start(&anvil.url(), 16).await;
     let h = Harness::new().await;
     let yaml = format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: off\n    max_block_range: 20\n    concurrency: 2\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    max_block_range: 20\n    concurrency: 2\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
         limit.url()
     );
     let config = config(&yaml, h.dir.path());

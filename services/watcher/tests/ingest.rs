@@ -13,7 +13,7 @@ const TRANSFER: &str = "event Transfer(address indexed from, address indexed to,
 
 fn chain_yaml(anvil: &Anvil, extra: &str, watches: &str) -> String {
     format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: off\n{extra}    watches:\n{watches}",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n{extra}    watches:\n{watches}",
         anvil.url()
     )
 }
@@ -144,7 +144,7 @@ async fn bulk_catch_up_is_complete_in_order_and_splits_refused_ranges() {
     let limit = common::proxy::RangeLimit::start(&anvil.url(), 7).await;
     let h = Harness::new().await;
     let yaml = format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: off\n    start_block: 1\n    reorg_window: 8\n    max_block_range: 50\n    concurrency: 3\n    blocks: false\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    start_block: 1\n    reorg_window: 8\n    max_block_range: 50\n    concurrency: 3\n    blocks: false\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
         limit.url()
     );
     let mut w = h.watcher(&yaml).await;

@@ -15,7 +15,7 @@ const TRANSFER: &str = "event Transfer(address indexed from, address indexed to,
 
 fn yaml(anvil: &Anvil, token: &str) -> String {
     format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: off\n    start_block: 1\n    reorg_window: 16\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    start_block: 1\n    reorg_window: 16\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
         anvil.url()
     )
 }

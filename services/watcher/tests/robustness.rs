@@ -22,7 +22,7 @@ fn yaml(urls: &[String], token: &str, event: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{rpc}]\n    rpc_timeout: 2s\n    rpc_cooldown: 1s\n    multicall: off\n    start_block: 1\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{event}\"]\n"
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{rpc}]\n    rpc_timeout: 2s\n    rpc_cooldown: 1s\n    multicall: disabled\n    start_block: 1\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{event}\"]\n"
     )
 }
 

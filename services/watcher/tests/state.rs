@@ -174,7 +174,7 @@ async fn without_multicall_each_position_is_its_own_request() {
     let proxy = Proxy::start(&anvil.url(), Behaviour::default()).await;
     let h = Harness::new().await;
     let mut w = h
-        .watcher(&aave_yaml(&proxy.url(), "off", &pool, &users))
+        .watcher(&aave_yaml(&proxy.url(), "disabled", &pool, &users))
         .await;
     catch_up(&mut w).await;
     assert_eq!(proxy.count("eth_call"), 4);
@@ -271,7 +271,7 @@ async fn native_and_token_balances_are_reported_on_change() {
         let yaml = format!(
             "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: {}\n    blocks: false\n    balances:\n      - name: treasury\n        accounts: [\"{treasury}\"]\n        tokens: [native, \"{token}\"]\n",
             anvil.url(),
-            multicall.map_or("off".to_owned(), |m| format!("\"{m}\""))
+            multicall.map_or("disabled".to_owned(), |m| format!("\"{m}\""))
         );
         let mut w = h.watcher(&yaml).await;
         catch_up(&mut w).await;
@@ -312,7 +312,7 @@ async fn scheduled_calls_run_on_their_schedule_not_on_blocks() {
     set_account(&anvil, &pool, user, "3");
     let h = Harness::new().await;
     let yaml = format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: off\n    blocks: false\n    poll_interval: 100ms\n    watches:\n      - name: hf\n        address: \"{pool}\"\n        calls:\n          - function: \"function getUserAccountData(address user) view returns (uint256 totalCollateralBase, uint256 totalDebtBase, uint256 availableBorrowsBase, uint256 currentLiquidationThreshold, uint256 ltv, uint256 healthFactor)\"\n            args: [\"{user}\"]\n            schedule: \"* * * * * *\"\n            emit: always\n",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    blocks: false\n    poll_interval: 100ms\n    watches:\n      - name: hf\n        address: \"{pool}\"\n        calls:\n          - function: \"function getUserAccountData(address user) view returns (uint256 totalCollateralBase, uint256 totalDebtBase, uint256 availableBorrowsBase, uint256 currentLiquidationThreshold, uint256 ltv, uint256 healthFactor)\"\n            args: [\"{user}\"]\n            schedule: \"* * * * * *\"\n            emit: always\n",
         anvil.url()
     );
     let mut w = h.watcher(&yaml).await;

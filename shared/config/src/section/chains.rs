@@ -74,7 +74,7 @@ pub struct ChainConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Multicall3 contract used to batch contract-state calls: its address (the canonical
-    /// `0xcA11bde05977b3631167028862bE2a173976CA11` by default), or `off` to call each
+    /// `0xcA11bde05977b3631167028862bE2a173976CA11` by default), or `disabled` to call each
     /// function with a request of its own.
     #[serde(default = "default_multicall")]
     pub multicall: String,
@@ -496,10 +496,10 @@ impl ChainConfig {
                 self.concurrency,
             );
         }
-        if self.multicall != "off" && !is_address_syntax(&self.multicall) {
+        if self.multicall != "disabled" && !is_address_syntax(&self.multicall) {
             v.invalid_got(
                 &join(path, "multicall"),
-                "must be an address (0x and 40 hex digits) or `off`",
+                "must be an address (0x and 40 hex digits) or `disabled`",
                 &self.multicall,
             );
         }
