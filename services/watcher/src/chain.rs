@@ -89,7 +89,11 @@ pub struct Stats {
 }
 
 /// A range being written: the task (append, then store), its last block and its log count.
-type Writing = (tokio::task::JoinHandle<Result<Commit, WatchError>>, u64, u64);
+type Writing = (
+    tokio::task::JoinHandle<Result<Commit, WatchError>>,
+    u64,
+    u64,
+);
 
 /// Called after each range of a bulk ingestion with (last block done, logs in the range).
 pub type OnRange = Arc<dyn Fn(u64, u64) + Send + Sync>;
