@@ -5,12 +5,16 @@
 use serde_json::{json, Value};
 use steward_testkit::{fixture_artifact, fixture_names, Anvil};
 
-const FIXTURES: [&str; 8] = [
+const FIXTURES: [&str; 12] = [
+    "MockAllocationManager",
     "MockCSModule",
+    "MockERC20",
     "MockFeedProxy",
+    "MockGovernor",
     "MockLendingPool",
     "MockNodeOperatorsRegistry",
     "MockPriceFeed",
+    "MockStakingRouter",
     "Multicall3Compatible",
     "OperatorRegistry",
     "TransferEmitter",
