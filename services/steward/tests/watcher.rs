@@ -68,7 +68,7 @@ async fn up_follows_a_chain_into_the_embedded_log_and_never_prints_the_rpc_key()
     let cfg = write(
         dir.path(),
         &format!(
-            "data_dir: {}\n{}",
+            "data_dir: {}\n{}      - name: ghost\n        address: \"0x000000000000000000000000000000000000dEaD\"\n        events: [\"{TRANSFER}\"]\n",
             dir.path().join("data").display(),
             chain_yaml(&rpc, &token)
         ),

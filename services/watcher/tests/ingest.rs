@@ -174,3 +174,22 @@ async fn bulk_catch_up_is_complete_in_order_and_splits_refused_ranges() {
     }
     assert_eq!(w.cursor().map(|c| c.0), Some(head(&anvil)));
 }
+
+/// anvil tags `safe` 32 blocks and `finalized` 64 blocks below its head.
+#[tokio::test]
+async fn safe_and_finalized_tags_follow_the_node() {
+    let anvil = Anvil::start();
+    mine(&anvil, 200);
+    let token = anvil.deploy_fixture("TransferEmitter");
+    for (tag, depth) in [("safe", 32), ("finalized", 64)] {
+        let h = Harness::new().await;
+        let yaml = chain_yaml(
+            &anvil,
+            &format!("    start_block: 1\n    finality: {tag}\n"),
+            &format!("      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n"),
+        );
+        let mut w = h.watcher(&yaml).await;
+        catch_up(&mut w).await;
+        assert_eq!(w.cursor().map(|c| c.0), Some(head(&anvil) - depth), "{tag}");
+    }
+}
