@@ -149,10 +149,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
 
 fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     match path {
-        Some(p) => Config::load_checked(p, &SystemEnv, &steward_watcher::check_config)
+        Some(p) => Config::load_checked(p, &SystemEnv, &check_services)
             .map_err(|e| CliError::Config(e.to_string())),
         None => Ok(Config::default()),
     }
+}
+
+/// The services' own configuration checks, run when the file is loaded (start-up and
+/// `steward config check`), so their problems too name file:line:column.
+fn check_services(cfg: &Config, v: &mut steward_config::Validator<'_>) {
+    steward_watcher::check_config(cfg, v);
 }
 
 fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {
