@@ -3,6 +3,9 @@
 //! Today it is registered and runs idle: it reports ready, consumes no events and does no
 //! work, and says so in its log. Its behaviour lands with issue #6.
 
+mod flow;
+pub mod plan;
+
 use steward_runtime::{Idle, Service, ServiceKind};
 
 pub const NAME: &str = "rebalancer";
