@@ -17,6 +17,7 @@ use crate::section::database::DatabaseConfig;
 use crate::section::event_log::{EventLogBackend, EventLogConfig, NatsConfig};
 use crate::section::http::HttpConfig;
 use crate::section::log::LogConfig;
+use crate::section::notify::NotifyConfig;
 use crate::validate::Validator;
 
 /// File name of the embedded event log, under `data_dir`.
@@ -49,6 +50,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// EVM chains the watcher follows, and what it watches on each.
     pub chains: Vec<ChainConfig>,
+    /// The notifier: Telegram and e-mail channels, templates, retries, flood control.
+    pub notify: NotifyConfig,
     /// Directory that relative paths in the file (ABI files) are resolved against: the
     /// configuration file's directory, or the working directory without a file.
     #[serde(skip)]
@@ -72,6 +75,7 @@ impl Default for Config {
             event_log: EventLogConfig::default(),
             database: DatabaseConfig::default(),
             chains: Vec::new(),
+            notify: NotifyConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -171,6 +175,7 @@ impl Config {
         self.event_log.validate("event_log", v);
         self.database.validate("database", v);
         validate_chains(&self.chains, v);
+        self.notify.validate("notify", v);
     }
 
     /// Applies the NATS URL override (`--nats-url`, `STEWARD_NATS_URL`): when given, it
@@ -319,6 +324,7 @@ impl Config {
                 "none (the watcher has nothing to watch)".to_owned(),
             );
         }
+        line("notify:", self.notify.summary());
         for c in &self.chains {
             let finality = match c.finality {
                 Finality::Confirmations(0) => "the head".to_owned(),

@@ -144,4 +144,9 @@ pub use section::database::DatabaseConfig;
 pub use section::event_log::{ConsumerConfig, EventLogBackend, EventLogConfig, NatsConfig};
 pub use section::http::HttpConfig;
 pub use section::log::{LogConfig, LogFormat};
+pub use section::notify::{
+    ChannelConfig, EmailChannel, EmailConfig, FloodConfig, LinksConfig, NotifyConfig, ParseMode,
+    RetryConfig, SeverityLevel, SmtpSecurity, TelegramChannel, TelegramConfig,
+    TelegramRateLimits,
+};
 pub use validate::Validator;

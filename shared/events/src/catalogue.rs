@@ -95,6 +95,8 @@ catalogue! {
     NotifyDelivered => "notify.delivered",
     NotifyFailed => "notify.failed",
     LogEventDeadLettered => "log.event.dead_lettered",
+    NotifySubscriptionAdded => "notify.subscription.added",
+    NotifySubscriptionRemoved => "notify.subscription.removed",
 }
 
 // ---------------------------------------------------------------- chain.*
@@ -539,4 +541,31 @@ pub struct LogEventDeadLettered {
     /// The original envelope, as JSON.
     pub event: Value,
     pub severity: Severity,
+}
+
+// ---------------------------------------------------------------- notify.* (subscriptions)
+
+/// A Telegram chat subscribed to notifications through the bot (`/subscribe high`,
+/// `/subscribe safe`). The notifier's read model of subscribers is built from these events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySubscriptionAdded {
+    /// Telegram chat id (negative for groups).
+    pub chat_id: i64,
+    /// The Telegram user who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// What the chat hears: a severity (`high`: that and above) or a topic (a template
+    /// name such as `liquidation`, or a channel name).
+    pub subscription: String,
+}
+
+/// A Telegram chat unsubscribed (`/unsubscribe`, `/unsubscribe high`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySubscriptionRemoved {
+    pub chat_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// The subscription dropped; absent: all of the chat's subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
 }

@@ -65,12 +65,25 @@ fn payload_wire_formats() {
         severity: Severity::High,
     };
     insta::assert_json_snapshot!("log_event_dead_lettered", dl);
+
+    let sub = NotifySubscriptionAdded {
+        chat_id: -1001234567890,
+        user_id: Some(42),
+        subscription: "high".into(),
+    };
+    insta::assert_json_snapshot!("notify_subscription_added", sub);
+    let unsub = NotifySubscriptionRemoved {
+        chat_id: -1001234567890,
+        user_id: Some(42),
+        subscription: None,
+    };
+    insta::assert_json_snapshot!("notify_subscription_removed", unsub);
 }
 
 #[test]
 fn every_catalogue_type_decodes_by_name() {
     // The catalogue and the `Event` enum must agree; a type with no decoder is a bug.
-    assert_eq!(EVENT_TYPES.len(), 32);
+    assert_eq!(EVENT_TYPES.len(), 34);
     for t in EVENT_TYPES {
         if let Err(EnvelopeError::UnknownType(_)) = Event::from_type_and_json(t, "{}") {
             panic!("{t} has no decoder");

@@ -10,6 +10,7 @@ pub mod database;
 pub mod event_log;
 pub mod http;
 pub mod log;
+pub mod notify;
 
 /// `parent.field`, or `field` at the top level.
 pub(crate) fn join(parent: &str, field: &str) -> String {
