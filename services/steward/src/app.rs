@@ -135,6 +135,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Notifier {
+            messages,
+            chats,
+            rate,
+        }) => {
+            crate::bench::notifier(messages, chats, rate).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Log {
             events,
             batch,
@@ -159,6 +167,8 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
 /// `steward config check`), so their problems too name file:line:column.
 fn check_services(cfg: &Config, v: &mut steward_config::Validator<'_>) {
     steward_watcher::check_config(cfg, v);
+    steward_risk::check_config(cfg, v);
+    steward_notifier::check_config(cfg, v);
 }
 
 fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {

@@ -356,3 +356,40 @@ async fn generate(
     })
     .await?
 }
+
+/// `steward bench notifier`: rendering throughput, the whole service's throughput to a fake
+/// Telegram server, and append-to-arrival latency at a paced rate.
+pub async fn notifier(messages: usize, chats: usize, rate: f64) -> anyhow::Result<()> {
+    use steward_notifier::bench as nb;
+
+    anyhow::ensure!(chats >= 1 && rate > 0.0, "--chats and --rate must be positive");
+    println!("notifier: {messages} notify.requested (template `liquidation`), {chats} chats\n");
+    let r = tokio::task::spawn_blocking(move || nb::render(messages)).await??;
+    println!(
+        "{:<52} {:>9.0} messages/s   ({} in {:.2}s)",
+        "rendered (4 parts) + e-mail built, one core",
+        r.per_sec(),
+        r.messages,
+        r.seconds
+    );
+    let p = nb::pipeline(messages, chats).await?;
+    println!(
+        "{:<52} {:>9.0} messages/s   ({} in {:.2}s)",
+        "log -> notifier -> fake Telegram (limits lifted)",
+        p.per_sec(),
+        p.messages,
+        p.seconds
+    );
+    let n = ((rate * 10.0) as usize).clamp(100, 5000);
+    let l = nb::latency(n, rate, chats).await?;
+    println!(
+        "{:<52} p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} at {:.0}/s)",
+        "append -> arrival at fake Telegram",
+        l.p50,
+        l.p99,
+        l.max,
+        l.messages,
+        l.rate
+    );
+    Ok(())
+}

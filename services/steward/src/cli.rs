@@ -119,6 +119,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         positions: usize,
     },
+    /// The notifier: requests rendered (every part) and handed to a transport per second,
+    /// and, through the whole service (embedded log, outbox, delivery) to a fake Telegram Bot
+    /// API on loopback with Telegram's limits lifted, messages per second and the time from
+    /// `notify.requested` appended to the message's arrival (p50, p99) at a paced rate.
+    Notifier {
+        /// Requests per run.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Telegram chats the requests are spread over (one channel each).
+        #[arg(long, default_value_t = 50)]
+        chats: usize,
+        /// Requests per second for the latency run.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
     /// Append + consume + ack throughput and publish-to-consume latency of the event log:
     /// the embedded backend, and with --nats the JetStream backend against a raw
     /// async-nats loop on the same server.
