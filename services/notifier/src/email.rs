@@ -15,6 +15,7 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     password: Option<String>,
+    timeout: std::time::Duration,
     /// `host:port (security)`, for logs.
     pub endpoint: String,
 }
@@ -60,6 +61,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             password,
+            timeout: cfg.timeout,
             endpoint: format!("{}:{port} ({})", cfg.host, cfg.security.as_str()),
         })
     }
@@ -100,7 +102,17 @@ impl Mailer {
     /// Sends one message; returns the server's answer (its queue id, usually).
     pub async fn send(&self, m: &Message) -> Result<String, SendError> {
         let email = self.build(m)?;
-        match self.transport.send(email).await {
+        // lettre's own timeout covers each read and write; a server that answers slowly line
+        // by line, or stalls mid-conversation, is cut off here.
+        let sent = tokio::time::timeout(self.timeout * 2, self.transport.send(email)).await;
+        let Ok(sent) = sent else {
+            return Err(SendError::Transient(format!(
+                "SMTP {}: no complete answer within {:?}",
+                self.endpoint,
+                self.timeout * 2
+            )));
+        };
+        match sent {
             Ok(resp) => Ok(resp.message().collect::<Vec<_>>().join(" ")),
             Err(e) => {
                 let text = self.scrub(&format!("SMTP {}: {e}", self.endpoint));
