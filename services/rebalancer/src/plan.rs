@@ -107,6 +107,8 @@ pub struct Plan {
     pub moved: u128,
     /// Constraints left unmet, with how far off they stay.
     pub unmet: Vec<String>,
+    /// Whether the removals are the proven least (at most two capped attributes).
+    pub exact: bool,
 }
 
 /// Why stake is taken from an operator; the order is the priority under a movement limit.
@@ -437,6 +439,7 @@ pub fn plan(operators: &[Operator], policy: &Policy) -> Plan {
         moves,
         moved,
         unmet,
+        exact: exact.is_some(),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::section::event_log::{EventLogBackend, EventLogConfig, NatsConfig};
 use crate::section::http::HttpConfig;
 use crate::section::log::LogConfig;
 use crate::section::notify::NotifyConfig;
+use crate::section::risk::{validate_operator_sets, OperatorSetConfig, RiskConfig};
 use crate::validate::Validator;
 
 /// File name of the embedded event log, under `data_dir`.
@@ -52,6 +53,10 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The notifier: Telegram and e-mail channels, templates, retries, flood control.
     pub notify: NotifyConfig,
+    /// What the risk service judges: positions, oracles, Safes.
+    pub risk: RiskConfig,
+    /// Operator sets the risk service assesses and the rebalancer plans for.
+    pub operator_sets: Vec<OperatorSetConfig>,
     /// Directory that relative paths in the file (ABI files) are resolved against: the
     /// configuration file's directory, or the working directory without a file.
     #[serde(skip)]
@@ -76,6 +81,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             chains: Vec::new(),
             notify: NotifyConfig::default(),
+            risk: RiskConfig::default(),
+            operator_sets: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -175,6 +182,8 @@ impl Config {
         self.event_log.validate("event_log", v);
         self.database.validate("database", v);
         validate_chains(&self.chains, v);
+        self.risk.validate("risk", v);
+        validate_operator_sets(&self.operator_sets, v);
         self.notify.validate("notify", v);
     }
 
@@ -325,6 +334,26 @@ impl Config {
             );
         }
         line("notify:", self.notify.summary());
+        line(
+            "risk:",
+            format!(
+                "{} oracle asset{}, {} Safe{} held to their configuration, {} operator set{}",
+                self.risk.oracles.len(),
+                if self.risk.oracles.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                self.risk.safes.len(),
+                if self.risk.safes.len() == 1 { "" } else { "s" },
+                self.operator_sets.len(),
+                if self.operator_sets.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            ),
+        );
         for c in &self.chains {
             let finality = match c.finality {
                 Finality::Confirmations(0) => "the head".to_owned(),

@@ -146,7 +146,10 @@ pub use section::http::HttpConfig;
 pub use section::log::{LogConfig, LogFormat};
 pub use section::notify::{
     ChannelConfig, EmailChannel, EmailConfig, FloodConfig, LinksConfig, NotifyConfig, ParseMode,
-    RetryConfig, SeverityLevel, SmtpSecurity, TelegramChannel, TelegramConfig,
-    TelegramRateLimits,
+    RetryConfig, SeverityLevel, SmtpSecurity, TelegramChannel, TelegramConfig, TelegramRateLimits,
+};
+pub use section::risk::{
+    Encoder, OperatorSetConfig, OperatorSource, OracleConfig, PositionsConfig, ProposeConfig,
+    RiskConfig, SafeExpectation,
 };
 pub use validate::Validator;

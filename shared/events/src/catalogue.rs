@@ -72,6 +72,10 @@ catalogue! {
     RiskOracleDeviation => "risk.oracle.deviation",
     RiskOperatorSetAssessed => "risk.operator_set.assessed",
     RiskSafeDrift => "risk.safe.drift",
+    RiskPositionNearLiquidation => "risk.position.near_liquidation",
+    RiskOracleAggregatorChanged => "risk.oracle.aggregator_changed",
+    RiskOracleSequencerDown => "risk.oracle.sequencer_down",
+    RiskOperatorSlashed => "risk.operator.slashed",
     PlaybookRunStarted => "playbook.run.started",
     PlaybookStepCompleted => "playbook.step.completed",
     PlaybookStepFailed => "playbook.step.failed",
@@ -185,6 +189,12 @@ pub struct RiskPositionLiquidatable {
     /// False when this event reports that the condition has cleared.
     #[serde(default = "yes")]
     pub active: bool,
+    /// Collateral (base currency) a liquidator would receive for the maximum debt covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_collateral_base: Option<String>,
+    /// The liquidation bonus assumed, in basis points (10500: 5%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liquidation_bonus_bps: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +228,10 @@ pub struct RiskOracleDeviation {
     pub severity: Severity,
     #[serde(default = "yes")]
     pub active: bool,
+    /// `sources` (a source far from the median of all) or `round` (one feed's new round far
+    /// from its previous one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +255,13 @@ pub struct RiskOperatorSetAssessed {
     /// Human-readable descriptions of every breach found (empty when healthy).
     pub breaches: Vec<String>,
     pub severity: Severity,
+    /// Share of each attribute group (`jurisdiction=DE`), in basis points, when the set has
+    /// operator metadata.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attribute_shares_bps: std::collections::BTreeMap<String, u32>,
+    /// Block of the stakes assessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +274,67 @@ pub struct RiskSafeDrift {
     pub severity: Severity,
     #[serde(default = "yes")]
     pub active: bool,
+}
+
+/// A position whose health factor is in the warning band, above 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskPositionNearLiquidation {
+    pub protocol: String,
+    pub pool: String,
+    pub user: String,
+    /// Health factor scaled by 1e18, decimal string.
+    pub health_factor: String,
+    /// The band's upper edge, scaled by 1e18.
+    pub threshold: String,
+    pub total_collateral_base: String,
+    pub total_debt_base: String,
+    pub severity: Severity,
+    pub block_number: u64,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+/// A feed proxy points at another aggregator than before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskOracleAggregatorChanged {
+    pub asset: String,
+    /// The proxy (the feed's address).
+    pub feed: String,
+    pub previous: String,
+    pub current: String,
+    pub block_number: u64,
+    pub severity: Severity,
+}
+
+/// An L2's sequencer is down, or back up for less than the grace period: its prices are not
+/// to be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskOracleSequencerDown {
+    pub asset: String,
+    /// The sequencer uptime feed.
+    pub feed: String,
+    /// Whether the sequencer is up (then still within the grace period).
+    pub up: bool,
+    /// When it went down, or came back up (seconds since the epoch).
+    pub since: u64,
+    pub grace_secs: u64,
+    pub severity: Severity,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+/// An operator of a watched set was slashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskOperatorSlashed {
+    /// The operator set's name in the configuration, when the operator is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_set: Option<String>,
+    pub operator: String,
+    /// What was slashed, as the protocol's event says it (strategies and amounts, AVS…).
+    pub details: serde_json::Map<String, Value>,
+    pub transaction_hash: String,
+    pub block_number: u64,
+    pub severity: Severity,
 }
 
 fn yes() -> bool {
@@ -364,6 +446,22 @@ pub struct RebalancePlanned {
     pub total_moved: String,
     /// Constraints the plan could not meet, with how close it got.
     pub unmet: Vec<String>,
+    /// The target allocation of every operator of the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<OperatorTarget>,
+    /// `exact` (least movement, proven) or `greedy` (three or more capped attributes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// What else signers should know (e.g. allocations that wait for a deallocation delay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One operator's stake in a target allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorTarget {
+    pub operator: String,
+    pub stake: String,
 }
 
 // ---------------------------------------------------------------- safe.*

@@ -11,6 +11,7 @@ pub mod event_log;
 pub mod http;
 pub mod log;
 pub mod notify;
+pub mod risk;
 
 /// `parent.field`, or `field` at the top level.
 pub(crate) fn join(parent: &str, field: &str) -> String {

@@ -403,15 +403,12 @@ impl NotifyConfig {
             }
             if let Some(token) = t.token() {
                 // The token is a secret: say what is wrong, never what it is.
-                let looks_right = token
-                    .expose()
-                    .split_once(':')
-                    .is_some_and(|(id, rest)| {
-                        !id.is_empty()
-                            && id.chars().all(|c| c.is_ascii_digit())
-                            && !rest.is_empty()
-                            && !rest.chars().any(|c| c.is_whitespace() || c == '/')
-                    });
+                let looks_right = token.expose().split_once(':').is_some_and(|(id, rest)| {
+                    !id.is_empty()
+                        && id.chars().all(|c| c.is_ascii_digit())
+                        && !rest.is_empty()
+                        && !rest.chars().any(|c| c.is_whitespace() || c == '/')
+                });
                 if !looks_right {
                     v.invalid(
                         &join(&p, "bot_token"),
@@ -487,10 +484,7 @@ impl NotifyConfig {
                 ),
                 (Some(t), None) => {
                     if t.chats.is_empty() {
-                        v.invalid(
-                            &join(&p, "telegram.chats"),
-                            "needs at least one chat id",
-                        );
+                        v.invalid(&join(&p, "telegram.chats"), "needs at least one chat id");
                     }
                     if self.telegram.is_none() {
                         v.conflict(
