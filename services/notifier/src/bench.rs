@@ -96,7 +96,16 @@ pub fn render(n: usize) -> anyhow::Result<Throughput> {
         let env = Envelope::new("bench", format!("bench:{i}"), &req);
         let ctx = crate::projection::render_context(&env, &req, "ops");
         let r = templates.render(&req.template, &ctx)?;
-        let mut m = Message::new(env.key.clone(), &env, "ops", "email", "ops", "high", "liquidation", 0);
+        let mut m = Message::new(
+            env.key.clone(),
+            &env,
+            "ops",
+            "email",
+            "ops",
+            "high",
+            "liquidation",
+            0,
+        );
         m.recipients = vec!["ops@example.org".into()];
         m.summary = r.summary;
         m.body = r.text;
@@ -139,11 +148,9 @@ async fn start_notifier(
     let log: Arc<dyn EventLog> = Arc::new(
         steward_log::embedded::EmbeddedLog::open(&dir.join("events.db"), "steward").await?,
     );
-    let store = steward_store::Store::connect(
-        &format!("sqlite://{}", dir.join("steward.db").display()),
-        4,
-    )
-    .await?;
+    let store =
+        steward_store::Store::connect(&format!("sqlite://{}", dir.join("steward.db").display()), 4)
+            .await?;
     let mut registry = prometheus_client::registry::Registry::default();
     let readiness = steward_runtime::Readiness::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -177,7 +184,13 @@ pub async fn pipeline(n: usize, chats: usize) -> anyhow::Result<Throughput> {
     let fake = FakeTelegram::start(TOKEN).await?;
     let (log, shutdown, handle) = start_notifier(dir.path(), &fake, chats).await?;
     let events: Vec<Envelope> = (0..n)
-        .map(|i| Envelope::new("bench", format!("bench:{i}"), &request(i, &format!("c{}", i % chats))))
+        .map(|i| {
+            Envelope::new(
+                "bench",
+                format!("bench:{i}"),
+                &request(i, &format!("c{}", i % chats)),
+            )
+        })
         .collect();
     let started = Instant::now();
     for chunk in events.chunks(500) {
@@ -211,7 +224,11 @@ pub async fn latency(n: usize, rate: f64, chats: usize) -> anyhow::Result<Latenc
     for i in 0..n {
         let at = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(at).await;
-        let e = Envelope::new("bench", format!("lat:{i}"), &request(i, &format!("c{}", i % chats)));
+        let e = Envelope::new(
+            "bench",
+            format!("lat:{i}"),
+            &request(i, &format!("c{}", i % chats)),
+        );
         let t = tokio::time::Instant::now();
         log.append(std::slice::from_ref(&e)).await?;
         appended.push(t);

@@ -77,7 +77,9 @@ impl Bot {
             .bind(self.bot_id.to_string())
             .fetch_optional(self.outbox.store().pool())
             .await?;
-        row.map(|r| r.try_get(0)).transpose().map(|o| o.unwrap_or(0))
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map(|o| o.unwrap_or(0))
     }
 
     async fn save_offset(&self, offset: i64) -> Result<(), sqlx::Error> {
@@ -171,7 +173,12 @@ impl Bot {
                 if !self.allowed(chat, user) {
                     tracing::info!(chat, user = ?user, command = %cmd, "command from a chat and user not on the allowlist: refused");
                     return self
-                        .reply(&update_key, chat, &markup::to_telegram(REFUSAL, self.templates.parse_mode()), Vec::new())
+                        .reply(
+                            &update_key,
+                            chat,
+                            &markup::to_telegram(REFUSAL, self.templates.parse_mode()),
+                            Vec::new(),
+                        )
                         .await;
                 }
                 tracing::info!(chat, user = ?user, command = %cmd, "bot command");
@@ -263,18 +270,26 @@ impl Bot {
                         Vec::new(),
                     ));
                 }
-                self.append(&NotifySubscriptionAdded {
-                    chat_id: chat,
-                    user_id: user,
-                    subscription: arg.clone(),
-                }, update_key)
+                self.append(
+                    &NotifySubscriptionAdded {
+                        chat_id: chat,
+                        user_id: user,
+                        subscription: arg.clone(),
+                    },
+                    update_key,
+                )
                 .await?;
-                let what = match serde_json::from_value::<SeverityLevel>(serde_json::Value::String(arg.clone())) {
+                let what = match serde_json::from_value::<SeverityLevel>(serde_json::Value::String(
+                    arg.clone(),
+                )) {
                     Ok(SeverityLevel::Critical) => "critical notifications".to_owned(),
                     Ok(l) => format!("notifications of severity {} and above", l.as_str()),
                     Err(_) => format!("notifications about `{arg}`"),
                 };
-                (plain(&format!("Subscribed: this chat will hear {what}.")), Vec::new())
+                (
+                    plain(&format!("Subscribed: this chat will hear {what}.")),
+                    Vec::new(),
+                )
             }
             "unsubscribe" => {
                 let arg = arg.trim().to_ascii_lowercase();
@@ -357,7 +372,10 @@ impl Bot {
         )
         .fetch_all(pool)
         .await?;
-        out.push_str(&format!("\n{}\n", bold(&format!("Open risks ({})", risks.len()))));
+        out.push_str(&format!(
+            "\n{}\n",
+            bold(&format!("Open risks ({})", risks.len()))
+        ));
         if risks.is_empty() {
             out.push_str("none\n");
         }

@@ -139,10 +139,11 @@ impl Delivery {
     /// Sends one message and records the outcome.
     async fn deliver(&self, m: Message, shutdown: CancellationToken) {
         let chat = m.destination.parse::<i64>().ok();
+        let mut slot = None;
         if m.transport == outbox::TELEGRAM {
             if let Some(chat) = chat {
                 tokio::select! {
-                    _ = self.limiter.acquire(chat) => {}
+                    s = self.limiter.acquire(chat) => slot = Some(s),
                     _ = shutdown.cancelled() => return,
                 }
             }
@@ -155,6 +156,9 @@ impl Delivery {
                 tracing::warn!(error = %e, "cannot claim a message; will retry");
                 return;
             }
+        }
+        if let (Some(chat), Some(slot)) = (chat, slot) {
+            self.limiter.sending(chat, slot);
         }
         let attempt = m.attempts + 1;
         let result = match (m.transport.as_str(), chat, &self.telegram, &self.mailer) {
@@ -185,7 +189,13 @@ impl Delivery {
                     self.limiter.pause(chat, d);
                 }
                 self.outbox
-                    .reschedule(&m.id, now + ms(d), &format!("429: retry after {d:?}"), true, now)
+                    .reschedule(
+                        &m.id,
+                        now + ms(d),
+                        &format!("429: retry after {d:?}"),
+                        true,
+                        now,
+                    )
                     .await
             }
             Err(SendError::Transient(e)) if attempt < self.retry.attempts => {
@@ -343,7 +353,10 @@ mod tests {
             let full = Duration::from_secs(2 * (1 << (attempt - 1))).min(Duration::from_secs(60));
             for i in 0..50 {
                 let d = backoff(&r, attempt, &format!("m{i}"));
-                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} vs {full:?}");
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} vs {full:?}"
+                );
             }
         }
         // Jitter: not all the same.

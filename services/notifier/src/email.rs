@@ -31,8 +31,9 @@ impl std::fmt::Debug for Mailer {
 
 /// Parses a mailbox (`a@b` or `Name <a@b>`).
 pub fn mailbox(s: &str) -> Result<Mailbox, String> {
-    s.parse::<Mailbox>()
-        .map_err(|e| format!("not an e-mail address ({e}); write `ops@example.org` or `Ops <ops@example.org>`"))
+    s.parse::<Mailbox>().map_err(|e| {
+        format!("not an e-mail address ({e}); write `ops@example.org` or `Ops <ops@example.org>`")
+    })
 }
 
 impl Mailer {
@@ -40,9 +41,13 @@ impl Mailer {
         crate::install_crypto_provider();
         let port = cfg.port();
         let builder = match cfg.security {
-            SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)?,
+            SmtpSecurity::Starttls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)?
+            }
             SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)?,
-            SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+            SmtpSecurity::Plain => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
+            }
         };
         let mut builder = builder.port(port).timeout(Some(cfg.timeout));
         let password = cfg

@@ -374,7 +374,10 @@ pub fn parse_markdown_v2(s: &str) -> Result<(String, Vec<(String, String)>), Str
             }
             ']' => {
                 let Some(start) = link_start.take() else {
-                    return Err("character ']' is reserved and must be escaped with the preceding '\\'".into());
+                    return Err(
+                        "character ']' is reserved and must be escaped with the preceding '\\'"
+                            .into(),
+                    );
                 };
                 if chars.get(i + 1) != Some(&'(') {
                     return Err("a link's text must be followed by (url)".into());
@@ -517,14 +520,20 @@ mod tests {
         assert!(parse_markdown_v2("*open").is_err());
         assert_eq!(
             parse_markdown_v2("*a\\.b* [x\\(1\\)](http://u/\\)) `c\\`d`").unwrap(),
-            ("a.b x(1) c`d".to_owned(), vec![("x(1)".to_owned(), "http://u/)".to_owned())])
+            (
+                "a.b x(1) c`d".to_owned(),
+                vec![("x(1)".to_owned(), "http://u/)".to_owned())]
+            )
         );
         assert!(parse_html("<script>x</script>").is_err());
         assert!(parse_html("a & b").is_err());
         assert!(parse_html("a < b").is_err());
         assert_eq!(
             parse_html("<b>a &lt;b&gt;</b> <a href=\"http://u?a=1&amp;b=2\">t</a>").unwrap(),
-            ("a <b> t".to_owned(), vec![("t".to_owned(), "http://u?a=1&b=2".to_owned())])
+            (
+                "a <b> t".to_owned(),
+                vec![("t".to_owned(), "http://u?a=1&b=2".to_owned())]
+            )
         );
     }
 }

@@ -254,10 +254,12 @@ impl Service for Notifier {
                 Err(_) => {
                     let mut r = Ok(());
                     for d in &batch {
-                        r = r.and(match ctx.store.project(&projection, d.sequence, &d.event).await {
-                            Ok(_) => sub.ack(std::slice::from_ref(d)).await,
-                            Err(e) => sub.fail(d, &HandlerError::from(e)).await,
-                        });
+                        r = r.and(
+                            match ctx.store.project(&projection, d.sequence, &d.event).await {
+                                Ok(_) => sub.ack(std::slice::from_ref(d)).await,
+                                Err(e) => sub.fail(d, &HandlerError::from(e)).await,
+                            },
+                        );
                     }
                     r
                 }

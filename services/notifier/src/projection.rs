@@ -115,9 +115,7 @@ impl NotifierProjection {
                     transport: "none",
                     destination: name.clone(),
                     recipients: Vec::new(),
-                    refused: Some(format!(
-                        "no channel named `{name}` in notify.channels"
-                    )),
+                    refused: Some(format!("no channel named `{name}` in notify.channels")),
                 });
                 continue;
             };
@@ -206,7 +204,8 @@ impl NotifierProjection {
                 });
             }
         }
-        if let (Some(hash), Some(explorer)) = (s("transaction_hash"), links.explorer_for(chain_id)) {
+        if let (Some(hash), Some(explorer)) = (s("transaction_hash"), links.explorer_for(chain_id))
+        {
             row.push(Button {
                 text: "🔎 Transaction".into(),
                 url: Some(format!("{explorer}/tx/{hash}")),
@@ -360,7 +359,10 @@ pub fn render_context(env: &Envelope, req: &NotifyRequested, channel: &str) -> V
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             .into(),
     );
-    m.insert("correlation_id".into(), env.correlation_id.to_string().into());
+    m.insert(
+        "correlation_id".into(),
+        env.correlation_id.to_string().into(),
+    );
     m.insert(
         "chain_id".into(),
         env.chain_id.map(Value::from).unwrap_or(Value::Null),
@@ -414,11 +416,7 @@ impl Projection for NotifierProjection {
         NAME
     }
 
-    async fn apply(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        env: &Envelope,
-    ) -> Result<(), ApplyError> {
+    async fn apply(&self, tx: &mut Transaction<'_, Any>, env: &Envelope) -> Result<(), ApplyError> {
         let event = match env.decode() {
             Ok(e) => e,
             Err(e) => return Err(ApplyError::Fatal(e.to_string())),
@@ -479,8 +477,16 @@ impl Projection for NotifierProjection {
                     crate::templates::format_amount(&p.health_factor, 18)
                 );
                 let key = format!("position:{}:{}:{}", chain.unwrap_or(0), p.pool, p.user);
-                self.open_risk(tx, &key, "liquidatable", p.severity, summary, p.active, chain)
-                    .await?;
+                self.open_risk(
+                    tx,
+                    &key,
+                    "liquidatable",
+                    p.severity,
+                    summary,
+                    p.active,
+                    chain,
+                )
+                .await?;
             }
             Event::RiskOracleStale(o) => {
                 let summary = format!(
@@ -491,8 +497,16 @@ impl Projection for NotifierProjection {
                     crate::templates::format_duration(o.heartbeat_secs as f64)
                 );
                 let key = format!("oracle-stale:{}:{}", chain.unwrap_or(0), o.feed);
-                self.open_risk(tx, &key, "oracle stale", o.severity, summary, o.active, chain)
-                    .await?;
+                self.open_risk(
+                    tx,
+                    &key,
+                    "oracle stale",
+                    o.severity,
+                    summary,
+                    o.active,
+                    chain,
+                )
+                .await?;
             }
             Event::RiskOracleDeviation(o) => {
                 let summary = format!(
@@ -500,19 +514,31 @@ impl Projection for NotifierProjection {
                     o.asset, o.deviation_bps, o.bound_bps
                 );
                 let key = format!("oracle-deviation:{}:{}", chain.unwrap_or(0), o.asset);
-                self.open_risk(tx, &key, "oracle deviation", o.severity, summary, o.active, chain)
-                    .await?;
+                self.open_risk(
+                    tx,
+                    &key,
+                    "oracle deviation",
+                    o.severity,
+                    summary,
+                    o.active,
+                    chain,
+                )
+                .await?;
             }
             Event::RiskOperatorSetAssessed(o) => {
-                let summary = format!(
-                    "operator set {}: {}",
-                    o.operator_set,
-                    o.breaches.join("; ")
-                );
+                let summary = format!("operator set {}: {}", o.operator_set, o.breaches.join("; "));
                 let key = format!("operator-set:{}", o.operator_set);
                 let active = !o.breaches.is_empty();
-                self.open_risk(tx, &key, "concentration", o.severity, summary, active, chain)
-                    .await?;
+                self.open_risk(
+                    tx,
+                    &key,
+                    "concentration",
+                    o.severity,
+                    summary,
+                    active,
+                    chain,
+                )
+                .await?;
             }
             Event::RiskSafeDrift(d) => {
                 let summary = format!("Safe {} {} drifted", short(&d.safe), d.field);

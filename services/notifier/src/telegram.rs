@@ -8,8 +8,7 @@ use steward_config::{ParseMode, Secret, TelegramConfig};
 use teloxide_core::payloads::{GetUpdatesSetters, SendMessageSetters};
 use teloxide_core::requests::Requester;
 use teloxide_core::types::{
-    AllowedUpdate, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions,
-    Update,
+    AllowedUpdate, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 
@@ -69,17 +68,23 @@ impl Telegram {
             return Ok(None);
         };
         crate::install_crypto_provider();
-        let url: url::Url = cfg.api_url.parse().map_err(|e| {
-            anyhow::anyhow!("notify.telegram.api_url is not a valid URL: {e}")
-        })?;
+        let url: url::Url = cfg
+            .api_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("notify.telegram.api_url is not a valid URL: {e}"))?;
         let client = |timeout: Duration| {
             teloxide_core::net::default_reqwest_settings()
                 .timeout(timeout)
                 .build()
-                .map_err(|e| anyhow::anyhow!("cannot build the Telegram HTTP client: {}", scrub(&e.to_string(), token.expose())))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot build the Telegram HTTP client: {}",
+                        scrub(&e.to_string(), token.expose())
+                    )
+                })
         };
-        let send = Bot::with_client(token.expose(), client(cfg.request_timeout)?)
-            .set_api_url(url.clone());
+        let send =
+            Bot::with_client(token.expose(), client(cfg.request_timeout)?).set_api_url(url.clone());
         let poll = Bot::with_client(
             token.expose(),
             client(cfg.request_timeout + cfg.poll_timeout)?,

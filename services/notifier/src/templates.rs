@@ -88,7 +88,12 @@ impl Links {
     }
 
     /// The signing page of a Safe transaction, when one is configured.
-    pub fn signing_url(&self, safe: &str, safe_tx_hash: &str, chain_id: Option<u64>) -> Option<String> {
+    pub fn signing_url(
+        &self,
+        safe: &str,
+        safe_tx_hash: &str,
+        chain_id: Option<u64>,
+    ) -> Option<String> {
         self.signing.as_ref().map(|t| {
             t.replace("{safe}", safe)
                 .replace("{safe_tx_hash}", safe_tx_hash)
@@ -143,10 +148,9 @@ struct Helpr {
 
 fn param<'a>(h: &'a Helper<'_>, i: usize, strict: bool) -> Result<&'a Value, RenderError> {
     match h.param(i) {
-        Some(p) if p.is_value_missing() && strict => Err(RenderErrorReason::MissingVariable(
-            p.relative_path().cloned(),
-        )
-        .into()),
+        Some(p) if p.is_value_missing() && strict => {
+            Err(RenderErrorReason::MissingVariable(p.relative_path().cloned()).into())
+        }
         Some(p) => Ok(p.value()),
         None => Err(RenderErrorReason::ParamNotFoundForIndex(helper_name(h), i).into()),
     }
@@ -347,7 +351,8 @@ pub fn format_amount(value: &str, decimals: u32) -> String {
 
 /// `0x1234…abcd` for long hex strings.
 pub fn shorten(s: &str) -> String {
-    if s.len() > 14 && s.is_char_boundary(6) && s.is_char_boundary(s.len() - 4) {
+    let hex = s.len() > 14 && s.starts_with("0x") && s[2..].chars().all(|c| c.is_ascii_hexdigit());
+    if hex {
         format!("{}…{}", &s[..6], &s[s.len() - 4..])
     } else {
         s.to_owned()
@@ -472,12 +477,7 @@ impl Templates {
         let builtin_names: BTreeSet<String> =
             BUILTIN.iter().map(|(n, _, _)| (*n).to_owned()).collect();
         if let Some(dir) = &config.notify.templates {
-            read_folder(
-                dir,
-                &config.base_dir.join(dir),
-                &mut sources,
-                &mut problems,
-            );
+            read_folder(dir, &config.base_dir.join(dir), &mut sources, &mut problems);
         }
         let names: BTreeSet<String> = sources.keys().map(|(n, _)| n.clone()).collect();
         for name in &names {
@@ -491,11 +491,7 @@ impl Templates {
                 .map(|p| file_name(name, p))
                 .collect();
             if !missing.is_empty() {
-                let dir = config
-                    .notify
-                    .templates
-                    .as_deref()
-                    .unwrap_or(Path::new("."));
+                let dir = config.notify.templates.as_deref().unwrap_or(Path::new("."));
                 problems.push(format!(
                     "{}: the new template `{name}` lacks {}: a template that is not built in needs all four parts and its example variables",
                     dir.display(),
@@ -765,9 +761,8 @@ mod tests {
         let config = Config::default();
         assert_eq!(Templates::check(&config), Vec::<String>::new());
         let mut config = Config::default();
-        config.notify.telegram = Some(
-            serde_json::from_value(serde_json::json!({"parse_mode": "html"})).unwrap(),
-        );
+        config.notify.telegram =
+            Some(serde_json::from_value(serde_json::json!({"parse_mode": "html"})).unwrap());
         assert_eq!(Templates::check(&config), Vec::<String>::new());
     }
 }

@@ -22,7 +22,11 @@ const HOSTILE: &str = "<script>alert(\"pwn\")</script> & <b>bold</b>";
 async fn multipart_mail_with_both_parts_escaped_reaches_every_recipient() {
     let port = free_port();
     let mut h = Harness::new(&yaml(port, "")).await;
-    let smtp = Smtp::start(port, &h.dir.path().join("mail.jsonl"), Some((SMTP_USER, SMTP_PASSWORD)));
+    let smtp = Smtp::start(
+        port,
+        &h.dir.path().join("mail.jsonl"),
+        Some((SMTP_USER, SMTP_PASSWORD)),
+    );
     h.start();
     let req = h
         .request(
@@ -56,10 +60,25 @@ async fn multipart_mail_with_both_parts_escaped_reaches_every_recipient() {
     let mut rcpt: Vec<String> = serde_json::from_value(m["rcpt_tos"].clone()).unwrap();
     rcpt.sort();
     assert_eq!(rcpt, vec!["ops@example.org", "risk@example.org"]);
-    assert!(m["to"].as_str().unwrap().contains("Risk Desk <risk@example.org>"), "{m}");
+    assert!(
+        m["to"]
+            .as_str()
+            .unwrap()
+            .contains("Risk Desk <risk@example.org>"),
+        "{m}"
+    );
     assert_eq!(m["content_type"], json!("multipart/alternative"));
-    assert!(m["subject"].as_str().unwrap().starts_with("[critical] Liquidatable position on"), "{m}");
-    assert!(m["subject"].as_str().unwrap().contains(HOSTILE), "the subject is plain text: {m}");
+    assert!(
+        m["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[critical] Liquidatable position on"),
+        "{m}"
+    );
+    assert!(
+        m["subject"].as_str().unwrap().contains(HOSTILE),
+        "the subject is plain text: {m}"
+    );
     let parts = m["parts"].as_array().unwrap();
     let part = |ct: &str| -> String {
         parts
@@ -72,18 +91,31 @@ async fn multipart_mail_with_both_parts_escaped_reaches_every_recipient() {
     };
     let text = part("text/plain");
     let html = part("text/html");
-    assert!(text.contains(HOSTILE), "the text part shows the value as it is:\n{text}");
-    assert!(text.contains("Health factor:     0.95"), "{text}");
-    assert!(!html.contains("<script>"), "the HTML part must escape values:\n{html}");
     assert!(
-        html.contains("&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"),
+        text.contains(HOSTILE),
+        "the text part shows the value as it is:\n{text}"
+    );
+    assert!(text.contains("Health factor:     0.95"), "{text}");
+    assert!(
+        !html.contains("<script>"),
+        "the HTML part must escape values:\n{html}"
+    );
+    assert!(
+        html.contains(
+            "&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
+        ),
         "{html}"
     );
-    assert!(html.contains("<table>"), "the template's own markup stays HTML:\n{html}");
+    assert!(
+        html.contains("<table>"),
+        "the template's own markup stays HTML:\n{html}"
+    );
     let mid = m["message_id"].as_str().unwrap();
     assert!(mid.ends_with("@steward.notifier>"), "{mid}");
 
-    let delivered = h.wait_events("notify.delivered", 1, Duration::from_secs(10)).await;
+    let delivered = h
+        .wait_events("notify.delivered", 1, Duration::from_secs(10))
+        .await;
     assert_eq!(delivered.len(), 1);
     let d: steward_events::NotifyDelivered = delivered[0].payload().unwrap();
     assert_eq!(d.channel, "ops-mail");
@@ -100,31 +132,51 @@ async fn a_server_down_then_up_gets_the_message_exactly_once() {
     h.start();
     h.request(
         "down:1",
-        request(&["ops-mail"], "default", Severity::High, json!({"what": "server down"})),
+        request(
+            &["ops-mail"],
+            "default",
+            Severity::High,
+            json!({"what": "server down"}),
+        ),
     )
     .await;
     // Nothing listens: attempts fail and are rescheduled, never given up (30 allowed).
     let outbox = h.outbox();
     let row = eventually(Duration::from_secs(20), "two failed attempts", || async {
         let rows = outbox.all().await.unwrap();
-        rows.into_iter().find(|m| m.attempts >= 2 && m.status == "pending")
+        rows.into_iter()
+            .find(|m| m.attempts >= 2 && m.status == "pending")
     })
     .await;
     assert!(
-        row.last_error.as_deref().unwrap_or_default().contains("SMTP 127.0.0.1"),
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SMTP 127.0.0.1"),
         "{:?}",
         row.last_error
     );
     let out = h.dir.path().join("mail.jsonl");
     let smtp = Smtp::start(port, &out, Some((SMTP_USER, SMTP_PASSWORD)));
-    eventually(Duration::from_secs(20), "the e-mail after the server came back", || async {
-        (!smtp.messages().is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the e-mail after the server came back",
+        || async { (!smtp.messages().is_empty()).then_some(()) },
+    )
     .await;
     // Long enough for any stray retry to have happened.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(smtp.messages().len(), 1, "delivered once, not once per attempt");
-    assert_eq!(h.wait_events("notify.delivered", 1, Duration::from_secs(5)).await.len(), 1);
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "delivered once, not once per attempt"
+    );
+    assert_eq!(
+        h.wait_events("notify.delivered", 1, Duration::from_secs(5))
+            .await
+            .len(),
+        1
+    );
     assert!(h.events_of("notify.failed").await.is_empty());
     let rows = outbox.all().await.unwrap();
     assert_eq!(rows[0].status, "sent");
@@ -137,13 +189,28 @@ async fn a_server_down_then_up_gets_the_message_exactly_once() {
 async fn a_refused_password_fails_for_good_without_being_shown() {
     let port = free_port();
     let mut h = Harness::new(&yaml(port, "")).await;
-    let smtp = Smtp::start(port, &h.dir.path().join("mail.jsonl"), Some((SMTP_USER, "another-password")));
+    let smtp = Smtp::start(
+        port,
+        &h.dir.path().join("mail.jsonl"),
+        Some((SMTP_USER, "another-password")),
+    );
     h.start();
     let req = h
-        .request("auth:1", request(&["ops-mail"], "default", Severity::High, json!({})))
+        .request(
+            "auth:1",
+            request(&["ops-mail"], "default", Severity::High, json!({})),
+        )
         .await;
-    let failed = h.wait_events("notify.failed", 1, Duration::from_secs(20)).await;
-    assert_eq!(failed.len(), 1, "authentication refused (535) is permanent: no retry loop; {:?}\n{}", h.outbox().all().await.unwrap(), logs());
+    let failed = h
+        .wait_events("notify.failed", 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        failed.len(),
+        1,
+        "authentication refused (535) is permanent: no retry loop; {:?}\n{}",
+        h.outbox().all().await.unwrap(),
+        logs()
+    );
     let f: steward_events::NotifyFailed = failed[0].payload().unwrap();
     assert_eq!(f.request_key, req.key);
     assert_eq!(f.attempts, 1);

@@ -2,7 +2,7 @@
 //! dir, the notifier service started (and stopped, or crashed) as the binary runs it, a real
 //! SMTP server (aiosmtpd, installed by `scripts/install-test-deps`), the fake Bot API, and
 //! every log line captured so tests can search it for secrets.
-#![allow(dead_code, clippy::print_stderr)]
+#![allow(dead_code, unused_imports, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +14,7 @@ use steward_config::{Config, Document, MapEnv};
 use steward_events::{Envelope, NotifyRequested, Payload};
 use steward_log::embedded::EmbeddedLog;
 use steward_log::{EventLog, LogMetrics};
-use steward_runtime::{Readiness, Service, ServiceContext};
+use steward_runtime::{Readiness, ServiceContext};
 use steward_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,10 @@ struct Buffer(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Buffer {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -66,7 +69,9 @@ pub fn capture_logs() {
 /// Everything logged so far.
 pub fn logs() -> String {
     LOGS.get()
-        .map(|b| String::from_utf8_lossy(&b.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned())
+        .map(|b| {
+            String::from_utf8_lossy(&b.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -77,7 +82,10 @@ pub struct Harness {
     pub log: Arc<dyn EventLog>,
     pub store: Store,
     pub config: Arc<Config>,
-    running: Option<(CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    running: Option<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
 }
 
 /// A configuration with the notifier's checks, as `steward config check` loads it.
@@ -166,7 +174,10 @@ impl Harness {
 
     pub async fn append<P: Payload>(&self, key: &str, payload: &P) -> Envelope {
         let e = Envelope::new("test", key, payload);
-        self.log.append(std::slice::from_ref(&e)).await.expect("append");
+        self.log
+            .append(std::slice::from_ref(&e))
+            .await
+            .expect("append");
         e
     }
 
@@ -231,13 +242,24 @@ impl Harness {
             assert!(!logs.contains(s), "a secret is in the logs:\n{logs}");
             assert!(!events.contains(s), "a secret is in an event");
             assert!(!rows.contains(s), "a secret is in the outbox");
-            assert!(!config.contains(s), "a secret is in the config's Debug or summary");
+            assert!(
+                !config.contains(s),
+                "a secret is in the config's Debug or summary"
+            );
         }
-        assert!(!logs.is_empty(), "no logs were captured: the search proves nothing");
+        assert!(
+            !logs.is_empty(),
+            "no logs were captured: the search proves nothing"
+        );
     }
 }
 
-pub fn request(channels: &[&str], template: &str, severity: steward_events::Severity, ctx: Value) -> NotifyRequested {
+pub fn request(
+    channels: &[&str],
+    template: &str,
+    severity: steward_events::Severity,
+    ctx: Value,
+) -> NotifyRequested {
     NotifyRequested {
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
         template: template.to_owned(),
