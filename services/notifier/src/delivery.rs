@@ -157,8 +157,9 @@ impl Delivery {
                 return;
             }
         }
-        if let (Some(chat), Some(slot)) = (chat, slot) {
-            self.limiter.sending(chat, slot);
+        if let (Some(chat), Some(_)) = (chat, slot) {
+            // Memory only, and almost always immediate: the slot already spaced it out.
+            self.limiter.confirmed(chat).await;
         }
         let attempt = m.attempts + 1;
         let result = match (m.transport.as_str(), chat, &self.telegram, &self.mailer) {

@@ -158,7 +158,7 @@ impl NotifierProjection {
                 let sub: String = r.try_get(1)?;
                 let hears = match parse_level(&sub) {
                     Some(min) => level(severity) >= min,
-                    None => sub == template || channels.iter().any(|c| *c == sub),
+                    None => sub == template || channels.contains(&sub),
                 };
                 if hears && chats.insert(chat) {
                     out.push(Target {
@@ -296,13 +296,16 @@ impl NotifierProjection {
     async fn open_risk(
         &self,
         tx: &mut Transaction<'_, Any>,
-        key: &str,
-        kind: &str,
-        severity: Severity,
-        summary: String,
-        active: bool,
+        r: Risk<'_>,
         chain_id: Option<u64>,
     ) -> Result<(), ApplyError> {
+        let Risk {
+            key,
+            kind,
+            severity,
+            summary,
+            active,
+        } = r;
         if !active {
             sqlx::query("DELETE FROM notifier_risks WHERE risk_key = $1")
                 .bind(key)
@@ -344,6 +347,15 @@ impl NotifierProjection {
         q.execute(&mut **tx).await?;
         Ok(())
     }
+}
+
+/// A risk as `/status` lists it; `active: false` closes it.
+struct Risk<'a> {
+    key: &'a str,
+    kind: &'a str,
+    severity: Severity,
+    summary: String,
+    active: bool,
 }
 
 /// What a template sees: the request's context, and the globals.
@@ -479,11 +491,13 @@ impl Projection for NotifierProjection {
                 let key = format!("position:{}:{}:{}", chain.unwrap_or(0), p.pool, p.user);
                 self.open_risk(
                     tx,
-                    &key,
-                    "liquidatable",
-                    p.severity,
-                    summary,
-                    p.active,
+                    Risk {
+                        key: &key,
+                        kind: "liquidatable",
+                        severity: p.severity,
+                        summary,
+                        active: p.active,
+                    },
                     chain,
                 )
                 .await?;
@@ -499,11 +513,13 @@ impl Projection for NotifierProjection {
                 let key = format!("oracle-stale:{}:{}", chain.unwrap_or(0), o.feed);
                 self.open_risk(
                     tx,
-                    &key,
-                    "oracle stale",
-                    o.severity,
-                    summary,
-                    o.active,
+                    Risk {
+                        key: &key,
+                        kind: "oracle stale",
+                        severity: o.severity,
+                        summary,
+                        active: o.active,
+                    },
                     chain,
                 )
                 .await?;
@@ -516,11 +532,13 @@ impl Projection for NotifierProjection {
                 let key = format!("oracle-deviation:{}:{}", chain.unwrap_or(0), o.asset);
                 self.open_risk(
                     tx,
-                    &key,
-                    "oracle deviation",
-                    o.severity,
-                    summary,
-                    o.active,
+                    Risk {
+                        key: &key,
+                        kind: "oracle deviation",
+                        severity: o.severity,
+                        summary,
+                        active: o.active,
+                    },
                     chain,
                 )
                 .await?;
@@ -531,11 +549,13 @@ impl Projection for NotifierProjection {
                 let active = !o.breaches.is_empty();
                 self.open_risk(
                     tx,
-                    &key,
-                    "concentration",
-                    o.severity,
-                    summary,
-                    active,
+                    Risk {
+                        key: &key,
+                        kind: "concentration",
+                        severity: o.severity,
+                        summary,
+                        active,
+                    },
                     chain,
                 )
                 .await?;
@@ -543,8 +563,18 @@ impl Projection for NotifierProjection {
             Event::RiskSafeDrift(d) => {
                 let summary = format!("Safe {} {} drifted", short(&d.safe), d.field);
                 let key = format!("safe-drift:{}:{}:{}", chain.unwrap_or(0), d.safe, d.field);
-                self.open_risk(tx, &key, "safe drift", d.severity, summary, d.active, chain)
-                    .await?;
+                self.open_risk(
+                    tx,
+                    Risk {
+                        key: &key,
+                        kind: "safe drift",
+                        severity: d.severity,
+                        summary,
+                        active: d.active,
+                    },
+                    chain,
+                )
+                .await?;
             }
             Event::SafeTxProposed(p) => {
                 self.safe_tx(

@@ -29,6 +29,10 @@ struct State {
     /// Per chat and for the whole bot: no message before this.
     paused: HashMap<i64, Instant>,
     paused_all: Option<Instant>,
+    /// What actually left: per chat the last, per group and overall the recent ones.
+    sent_last: HashMap<i64, Instant>,
+    sent_groups: HashMap<i64, VecDeque<Instant>>,
+    sent_all: VecDeque<Instant>,
 }
 
 #[derive(Debug)]
@@ -150,21 +154,65 @@ impl RateLimiter {
         at
     }
 
-    /// The message reserved at `slot` leaves now: if that is later than the slot, the
-    /// schedule moves it, so the chat's next message keeps its distance from the real send.
-    pub fn sending(&self, chat: i64, slot: Instant) {
+    /// The last word before a message to `chat` leaves: whether sending it now keeps every
+    /// limit, counting only messages that actually left (recorded by this call). The
+    /// reservation spaced messages out; this catches one that left late (its outbox write
+    /// waited, the scheduler was busy), which would otherwise crowd the next window. `Err`
+    /// says when to ask again.
+    pub fn confirm(&self, chat: i64) -> Result<(), Instant> {
         let now = Instant::now();
-        if now <= slot {
-            return;
-        }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.last.get(&chat).is_some_and(|&l| l == slot) {
-            s.last.insert(chat, now);
+        let overall = self.limits.overall_per_second.max(1) as usize;
+        let group = self.limits.per_group_per_minute.max(1) as usize;
+        while s
+            .sent_all
+            .front()
+            .is_some_and(|&x| x + SECOND + MARGIN <= now)
+        {
+            s.sent_all.pop_front();
         }
-        if let Some(g) = s.groups.get_mut(&chat) {
-            move_entry(g, slot, now);
+        let mut not_before = now;
+        if let Some(&last) = s.sent_last.get(&chat) {
+            not_before = not_before.max(last + self.limits.per_chat_interval);
         }
-        move_entry(&mut s.all, slot, now);
+        if let Some(p) = s
+            .paused
+            .get(&chat)
+            .copied()
+            .into_iter()
+            .chain(s.paused_all)
+            .max()
+        {
+            not_before = not_before.max(p);
+        }
+        if s.sent_all.len() >= overall {
+            not_before = not_before.max(s.sent_all[s.sent_all.len() - overall] + SECOND + MARGIN);
+        }
+        if chat < 0 {
+            let g = s.sent_groups.entry(chat).or_default();
+            while g.front().is_some_and(|&x| x + MINUTE + MARGIN <= now) {
+                g.pop_front();
+            }
+            if g.len() >= group {
+                not_before = not_before.max(g[g.len() - group] + MINUTE + MARGIN);
+            }
+        }
+        if not_before > now {
+            return Err(not_before);
+        }
+        s.sent_all.push_back(now);
+        s.sent_last.insert(chat, now);
+        if chat < 0 {
+            s.sent_groups.entry(chat).or_default().push_back(now);
+        }
+        Ok(())
+    }
+
+    /// Waits until [`RateLimiter::confirm`] lets a message to `chat` leave.
+    pub async fn confirmed(&self, chat: i64) {
+        while let Err(at) = self.confirm(chat) {
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     /// Telegram answered 429 with `retry_after`: nothing to this chat, nor from the bot,
@@ -177,13 +225,6 @@ impl RateLimiter {
         s.paused_all = Some(s.paused_all.map_or(until, |x| x.max(until)));
         let last = s.last.entry(chat).or_insert(until);
         *last = (*last).max(until - self.limits.per_chat_interval.min(retry_after));
-    }
-}
-
-fn move_entry(q: &mut VecDeque<Instant>, from: Instant, to: Instant) {
-    if let Some(i) = q.iter().position(|&x| x == from) {
-        q.remove(i);
-        insert_sorted(q, to);
     }
 }
 
@@ -251,5 +292,26 @@ mod tests {
         assert!(r.reserve(2) - start >= Duration::from_secs(5));
         r.acquire(3).await;
         assert!(Instant::now() - start >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn confirmation_counts_what_actually_left() {
+        let r = RateLimiter::new(limits());
+        let start = Instant::now();
+        // 30 messages leave at once (their slots were spread, but they all left late).
+        for chat in 0..30 {
+            assert!(r.confirm(chat).is_ok());
+        }
+        // The 31st must wait until the first leaves the window, whatever its slot said.
+        let at = r.confirm(30).unwrap_err();
+        assert_eq!(at - start, SECOND + MARGIN);
+        // The same chat twice within a second: the second waits.
+        assert_eq!(r.confirm(0).unwrap_err() - start, SECOND + MARGIN);
+        tokio::time::advance(SECOND + MARGIN).await;
+        r.confirmed(30).await;
+        assert!(
+            r.confirm(0).is_ok(),
+            "a window later, chat 0 may send again"
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::secret::Secret;
 use crate::validate::Validator;
 
 /// The notifier: channels, transports, templates and delivery policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
     /// Folder of handlebars templates (`<name>.telegram.hbs`, `<name>.subject.hbs`,
@@ -48,21 +48,6 @@ pub struct NotifyConfig {
     pub email: Option<EmailConfig>,
     /// Named destinations that `notify.requested` events address (`channels: [ops]`).
     pub channels: Vec<ChannelConfig>,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self {
-            templates: None,
-            links: LinksConfig::default(),
-            alert_channels: Vec::new(),
-            retry: RetryConfig::default(),
-            flood: FloodConfig::default(),
-            telegram: None,
-            email: None,
-            channels: Vec::new(),
-        }
-    }
 }
 
 /// Where links in messages point.
