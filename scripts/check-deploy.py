@@ -43,9 +43,9 @@ COMPOSE_SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb9
 CONFIG_SCHEMA = ROOT / "shared/config/config.schema.json"
 
 # Services that keep per-instance state or a single writer: never autoscaled.
-NO_HPA = {"watcher", "safe", "archiver"}
+NO_HPA = {"watcher", "safe", "archiver", "notifier"}
 # Stateless services: autoscaled.
-HPA = {"risk", "runner", "notifier", "api", "rebalancer"}
+HPA = {"risk", "runner", "api", "rebalancer"}
 # Secrets the prod overlay expects to exist (created out of band).
 EXTERNAL_SECRETS = {"steward-secrets", "steward-rpc", "steward-relayer"}
 # Kinds whose schema kubernetes-validate does not bundle: checked structurally here.
