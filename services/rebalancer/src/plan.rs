@@ -453,17 +453,16 @@ fn greedy_removals(
     taken: &mut Vec<(usize, u128, Cause)>,
 ) {
     let operators = w.ops;
-    let n = operators.len();
-    for i in 0..n {
-        if x[i] > w.caps[i] {
+    for (i, xi) in x.iter_mut().enumerate() {
+        if *xi > w.caps[i] {
             let cause =
                 if w.underperformer[i] && w.caps[i] < share(w.total, policy.operator_cap_bps) {
                     Cause::Underperformer
                 } else {
                     Cause::OperatorCap
                 };
-            taken.push((i, x[i] - w.caps[i], cause));
-            x[i] = w.caps[i];
+            taken.push((i, *xi - w.caps[i], cause));
+            *xi = w.caps[i];
         }
     }
 
@@ -560,19 +559,15 @@ fn place(w: &Work<'_>, x: &mut [u128], donors: &BTreeSet<usize>, amount: u128) -
         let (alloc, given) = min_first(&values, &capacity, left);
         // A group that this would overfill takes only its slack, shared the same way; the
         // others' allocations stand.
-        let mut over: Option<usize> = None;
-        for g in 0..w.group_caps.len() {
+        let over: Option<usize> = slack.iter().enumerate().find_map(|(g, &room)| {
             let add: u128 = eligible
                 .iter()
                 .zip(&alloc)
                 .filter(|(i, _)| w.member_of[**i].contains(&g))
                 .map(|(_, a)| *a)
                 .sum();
-            if add > slack[g] {
-                over = Some(g);
-                break;
-            }
-        }
+            (add > room).then_some(g)
+        });
         match over {
             None => {
                 for (k, &i) in eligible.iter().enumerate() {

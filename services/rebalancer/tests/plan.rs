@@ -23,57 +23,65 @@ fn brute_force(ops: &[Operator], policy: &Policy) -> Option<u128> {
             c
         })
         .collect();
-    let mut best: Option<u128> = None;
-    let mut x = vec![0u128; ops.len()];
-    fn rec(
-        i: usize,
-        left: u128,
-        x: &mut Vec<u128>,
-        ops: &[Operator],
-        caps: &[u128],
-        policy: &Policy,
+    struct Search<'a> {
+        ops: &'a [Operator],
+        caps: Vec<u128>,
+        policy: &'a Policy,
         total: u128,
-        best: &mut Option<u128>,
-    ) {
-        if i == ops.len() - 1 {
-            if left > caps[i] {
-                return;
-            }
-            x[i] = left;
-            // Group caps.
-            let mut loads: BTreeMap<(&str, &str), u128> = BTreeMap::new();
-            for (k, o) in ops.iter().enumerate() {
-                for attr in policy.attribute_caps_bps.keys() {
-                    if let Some(v) = o.attributes.get(attr) {
-                        *loads.entry((attr.as_str(), v.as_str())).or_default() += x[k];
-                    }
-                }
-            }
-            for ((attr, _), load) in loads {
-                if load > total * u128::from(policy.attribute_caps_bps[attr]) / BPS {
+        best: Option<u128>,
+        x: Vec<u128>,
+    }
+    impl Search<'_> {
+        fn rec(&mut self, i: usize, left: u128) {
+            if i == self.ops.len() - 1 {
+                if left > self.caps[i] {
                     return;
                 }
+                self.x[i] = left;
+                // Group caps.
+                let mut loads: BTreeMap<(&str, &str), u128> = BTreeMap::new();
+                for (k, o) in self.ops.iter().enumerate() {
+                    for attr in self.policy.attribute_caps_bps.keys() {
+                        if let Some(v) = o.attributes.get(attr) {
+                            *loads.entry((attr.as_str(), v.as_str())).or_default() += self.x[k];
+                        }
+                    }
+                }
+                for ((attr, _), load) in loads {
+                    if load > self.total * u128::from(self.policy.attribute_caps_bps[attr]) / BPS {
+                        return;
+                    }
+                }
+                let moved: u128 = self
+                    .ops
+                    .iter()
+                    .zip(self.x.iter())
+                    .map(|(o, &t)| o.stake.saturating_sub(t))
+                    .sum();
+                if self.best.is_none_or(|b| moved < b) {
+                    self.best = Some(moved);
+                }
+                return;
             }
-            let moved: u128 = ops
-                .iter()
-                .zip(x.iter())
-                .map(|(o, &t)| o.stake.saturating_sub(t))
-                .sum();
-            if best.is_none_or(|b| moved < b) {
-                *best = Some(moved);
+            for v in 0..=left.min(self.caps[i]) {
+                self.x[i] = v;
+                self.rec(i + 1, left - v);
             }
-            return;
-        }
-        for v in 0..=left.min(caps[i]) {
-            x[i] = v;
-            rec(i + 1, left - v, x, ops, caps, policy, total, best);
         }
     }
     if ops.is_empty() {
         return Some(0);
     }
-    rec(0, total, &mut x, ops, &caps, policy, total, &mut best);
-    best
+    let mut search = Search {
+        ops,
+        caps,
+        policy,
+        total,
+        best: None,
+        x: vec![0; ops.len()],
+    };
+    search.rec(0, total);
+    search.best
 }
 
 fn satisfies(ops: &[Operator], policy: &Policy, p: &Plan) -> bool {

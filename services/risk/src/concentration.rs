@@ -5,13 +5,7 @@ pub fn shares_bps(stakes: &[u128]) -> Vec<u32> {
     let total: u128 = stakes.iter().sum();
     stakes
         .iter()
-        .map(|s| {
-            if total == 0 {
-                0
-            } else {
-                (s * 10_000 / total) as u32
-            }
-        })
+        .map(|s| (s * 10_000).checked_div(total).unwrap_or(0) as u32)
         .collect()
 }
 

@@ -1100,13 +1100,9 @@ pub fn assess(
     let mut operators = Vec::new();
     for ((id, &stake), &share) in ids.iter().zip(stakes).zip(&shares) {
         let info = meta.get(id);
-        let own_cap = info.and_then(|i| i.cap).map(|c| {
-            if total == 0 {
-                0
-            } else {
-                (u128::from(c) * 10_000 / total) as u32
-            }
-        });
+        let own_cap = info
+            .and_then(|i| i.cap)
+            .map(|c| (u128::from(c) * 10_000).checked_div(total).unwrap_or(0) as u32);
         let cap = own_cap.map_or(cfg.cap_bps, |c| c.min(cfg.cap_bps));
         if share > cap {
             identities.push(format!("operator:{id}:cap"));
@@ -1138,11 +1134,7 @@ pub fn assess(
             }
         }
         for (value, load) in groups {
-            let share = if total == 0 {
-                0
-            } else {
-                (load * 10_000 / total) as u32
-            };
+            let share = (load * 10_000).checked_div(total).unwrap_or(0) as u32;
             attribute_shares_bps.insert(format!("{attr}={value}"), share);
             if share > *cap {
                 identities.push(format!("group:{attr}={value}"));

@@ -15,6 +15,7 @@
 //! are in the log and before the events are acked: a crash anywhere repeats work that changes
 //! nothing.
 
+pub mod bench;
 pub mod concentration;
 pub mod engine;
 pub mod metadata;

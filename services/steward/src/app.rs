@@ -114,6 +114,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             crate::watch::backfill(cfg, chain, from, to, args.log_json).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Risk {
+            updates,
+            positions,
+            operators,
+            attributes,
+            runs,
+        }) => {
+            crate::bench::risk(updates, positions, operators, attributes, runs)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Watcher {
             blocks,
             logs_per_block,

@@ -362,7 +362,10 @@ async fn generate(
 pub async fn notifier(messages: usize, chats: usize, rate: f64) -> anyhow::Result<()> {
     use steward_notifier::bench as nb;
 
-    anyhow::ensure!(chats >= 1 && rate > 0.0, "--chats and --rate must be positive");
+    anyhow::ensure!(
+        chats >= 1 && rate > 0.0,
+        "--chats and --rate must be positive"
+    );
     println!("notifier: {messages} notify.requested (template `liquidation`), {chats} chats\n");
     let r = tokio::task::spawn_blocking(move || nb::render(messages)).await??;
     println!(
@@ -384,12 +387,75 @@ pub async fn notifier(messages: usize, chats: usize, rate: f64) -> anyhow::Resul
     let l = nb::latency(n, rate, chats).await?;
     println!(
         "{:<52} p50 {:>9.2?}   p99 {:>9.2?}   max {:>9.2?}   ({} at {:.0}/s)",
-        "append -> arrival at fake Telegram",
-        l.p50,
-        l.p99,
-        l.max,
-        l.messages,
-        l.rate
+        "append -> arrival at fake Telegram", l.p50, l.p99, l.max, l.messages, l.rate
+    );
+    Ok(())
+}
+
+/// `steward bench risk`: the rules' throughput on position updates, and plan times for a large
+/// operator set (target: 50 ms for 10,000 operators with 4 capped attributes).
+pub fn risk(
+    updates: usize,
+    positions: usize,
+    operators: usize,
+    attributes: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let (rate, findings) = steward_risk::bench::positions(updates, positions)?;
+    println!(
+        "risk rules: {updates} position updates over {positions} positions: {rate:.0} updates/s ({findings} findings)"
+    );
+    use steward_rebalancer::plan::{plan, Operator, Policy};
+    let names = ["jurisdiction", "geography", "infrastructure", "client"];
+    let mut seed: u64 = 42;
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let ops: Vec<Operator> = (0..operators)
+        .map(|i| {
+            // Mostly 1..2000 validators; the first 20 far above a 1% cap.
+            let stake = u128::from(rnd() % 2000) + if i < 20 { 50_000 } else { 0 };
+            let mut o = Operator::new(format!("op{i:05}"), stake);
+            for a in names.iter().take(attributes) {
+                o = o.with_attribute(a, &format!("g{}", rnd() % 12));
+            }
+            o.with_performance(if rnd() % 50 == 0 { 0.3 } else { 0.97 })
+        })
+        .collect();
+    let policy = Policy {
+        operator_cap_bps: 100,
+        attribute_caps_bps: names
+            .iter()
+            .take(attributes)
+            .map(|a| ((*a).to_owned(), 1200))
+            .collect(),
+        min_performance: Some(0.9),
+        underperformer_cap_bps: 0,
+        max_move: None,
+    };
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        let p = plan(&ops, &policy);
+        times.push(t.elapsed());
+        last = Some(p);
+    }
+    times.sort();
+    let p = last.unwrap_or_else(|| unreachable!());
+    let median = times[times.len() / 2];
+    let worst = times[times.len() - 1];
+    println!(
+        "rebalance plan: {operators} operators, {attributes} capped attributes ({}): median {median:.1?}, worst {worst:.1?} over {} runs; {:.2}x of the 50 ms target (median); {} moved in {} moves, {} unmet",
+        if p.exact { "exact" } else { "greedy" },
+        times.len(),
+        median.as_secs_f64() / 0.050,
+        p.moved,
+        p.moves.len(),
+        p.unmet.len()
     );
     Ok(())
 }

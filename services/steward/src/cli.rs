@@ -93,6 +93,25 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The risk rules' throughput on position updates, and the rebalancer's planning time for
+    /// a large operator set with attribute caps.
+    Risk {
+        /// Position updates evaluated.
+        #[arg(long, default_value_t = 100_000)]
+        updates: usize,
+        /// Distinct positions they belong to.
+        #[arg(long, default_value_t = 5_000)]
+        positions: usize,
+        /// Operators in the set to plan.
+        #[arg(long, default_value_t = 10_000)]
+        operators: usize,
+        /// Capped attributes of the set (jurisdiction, geography, infrastructure, client).
+        #[arg(long, default_value_t = 4)]
+        attributes: usize,
+        /// Plans timed (the median and the worst are reported).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// The watcher's ingestion (blocks/s, logs/s) against a bare alloy eth_getLogs loop over
     /// the same anvil chain at the same request concurrency, and RPC requests per block for
     /// state polls with and without Multicall3. Needs `anvil` on PATH (scripts/install-test-deps).
