@@ -30,6 +30,8 @@ const IN_FLIGHT: usize = 64;
 const DIGEST_ITEMS: usize = 30;
 /// The loop looks at the outbox at least this often.
 const TICK: Duration = Duration::from_millis(500);
+/// Digests and outcome events are handled at most this often.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
 
 pub struct Delivery {
     pub outbox: Outbox,
@@ -76,16 +78,22 @@ impl Delivery {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut busy: HashSet<(String, String)> = HashSet::new();
         let mut tasks: JoinSet<(String, String)> = JoinSet::new();
+        let mut housekeeping: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let now = now_ms();
-            if let Err(e) = self.flush_digests(now).await {
-                tracing::warn!(error = %e, "cannot build digests; will retry");
-            }
-            if let Err(e) = self.report().await {
-                tracing::warn!(error = %e, "cannot write delivery outcomes to the log; will retry");
+            // Digests and outcomes in the log: a few times a second is enough, and saves the
+            // queries on every wake while many messages are in flight.
+            if housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING) {
+                housekeeping = Some(tokio::time::Instant::now());
+                if let Err(e) = self.flush_digests(now).await {
+                    tracing::warn!(error = %e, "cannot build digests; will retry");
+                }
+                if let Err(e) = self.report().await {
+                    tracing::warn!(error = %e, "cannot write delivery outcomes to the log; will retry");
+                }
             }
             match self.outbox.due(now, 1000).await {
                 Ok(due) => {

@@ -407,11 +407,18 @@ impl Outbox {
     }
 
     pub async fn mark_reported(&self, ids: &[String]) -> Result<(), sqlx::Error> {
-        for id in ids {
-            sqlx::query("UPDATE notifier_outbox SET reported = 1 WHERE id = $1")
-                .bind(id)
-                .execute(self.store.pool())
-                .await?;
+        // One statement per 100 rows: one commit, not one per row.
+        for chunk in ids.chunks(100) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE notifier_outbox SET reported = 1 WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(self.store.pool()).await?;
         }
         Ok(())
     }

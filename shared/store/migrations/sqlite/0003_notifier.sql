@@ -38,6 +38,7 @@ CREATE TABLE notifier_outbox (
 );
 CREATE INDEX notifier_outbox_due ON notifier_outbox (status, next_attempt_ms);
 CREATE INDEX notifier_outbox_destination ON notifier_outbox (transport, destination, created_at_ms);
+CREATE INDEX notifier_outbox_unreported ON notifier_outbox (reported, status);
 
 -- Telegram chats subscribed through the bot (from notify.subscription.* events).
 CREATE TABLE notifier_subscriptions (
