@@ -3,6 +3,10 @@
 //! Today it is registered and runs idle: it reports ready, consumes no events and does no
 //! work, and says so in its log. Its behaviour lands with issue #4.
 
+pub mod multisend;
+pub mod signature;
+pub mod tx;
+
 use steward_runtime::{Idle, Service, ServiceKind};
 
 pub const NAME: &str = "safe";

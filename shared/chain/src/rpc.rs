@@ -36,6 +36,8 @@ impl BlockHeader {
 /// Which block a state call reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockRef {
+    /// The newest block.
+    Latest,
     /// By number (may change under a reorg).
     Number(u64),
     /// Exactly this block (EIP-1898), failing if it is not canonical.
@@ -45,6 +47,7 @@ pub enum BlockRef {
 impl BlockRef {
     fn to_json(self) -> Value {
         match self {
+            BlockRef::Latest => json!("latest"),
             BlockRef::Number(n) => json!(format!("{n:#x}")),
             BlockRef::Hash(h) => json!({ "blockHash": h, "requireCanonical": true }),
         }

@@ -480,3 +480,105 @@ pub fn safe_artifact(path: &str) -> (Value, String) {
         .to_string();
     (abi, bytecode)
 }
+
+/// Private keys of anvil's first ten dev accounts (its default mnemonic, public knowledge: for
+/// tests only).
+pub const ANVIL_KEYS: [&str; 10] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+];
+
+/// The real Safe v1.4.1 contracts deployed on an anvil node.
+#[derive(Debug, Clone)]
+pub struct SafeDeployment {
+    /// `SafeL2` singleton (emits SafeMultiSigTransaction).
+    pub singleton: String,
+    pub factory: String,
+    pub fallback_handler: String,
+    pub multi_send: String,
+    pub multi_send_call_only: String,
+}
+
+impl Anvil {
+    /// Deploys the Safe v1.4.1 singleton (SafeL2), proxy factory, fallback handler, MultiSend
+    /// and MultiSendCallOnly from the npm package's artifacts.
+    pub fn deploy_safe(&self) -> SafeDeployment {
+        SafeDeployment {
+            singleton: self.deploy(&safe_artifact("SafeL2.sol/SafeL2").1),
+            factory: self.deploy(&safe_artifact("proxies/SafeProxyFactory.sol/SafeProxyFactory").1),
+            fallback_handler: self.deploy(
+                &safe_artifact(
+                    "handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler",
+                )
+                .1,
+            ),
+            multi_send: self.deploy(&safe_artifact("libraries/MultiSend.sol/MultiSend").1),
+            multi_send_call_only: self
+                .deploy(&safe_artifact("libraries/MultiSendCallOnly.sol/MultiSendCallOnly").1),
+        }
+    }
+
+    /// Creates a Safe proxy with `owners` and `threshold` (`setup` through
+    /// `createProxyWithNonce`), returns its address.
+    pub fn create_safe(
+        &self,
+        d: &SafeDeployment,
+        owners: &[String],
+        threshold: u64,
+        salt: u64,
+    ) -> String {
+        let word =
+            |hex: &str| format!("{:0>64}", hex.trim_start_matches("0x").to_ascii_lowercase());
+        let num = |n: u64| format!("{n:064x}");
+        // setup(address[] owners, uint256 threshold, address to, bytes data,
+        //       address fallbackHandler, address paymentToken, uint256 payment, address paymentReceiver)
+        let mut setup = String::from("b63e800d");
+        setup += &num(8 * 32); // owners offset
+        setup += &num(threshold);
+        setup += &word("0");
+        setup += &num(8 * 32 + 32 + 32 * owners.len() as u64); // data offset
+        setup += &word(&d.fallback_handler);
+        setup += &word("0");
+        setup += &num(0);
+        setup += &word("0");
+        setup += &num(owners.len() as u64);
+        for o in owners {
+            setup += &word(o);
+        }
+        setup += &num(0); // empty data
+        let setup_bytes = setup.len() / 2;
+        // createProxyWithNonce(address _singleton, bytes initializer, uint256 saltNonce)
+        let mut data = String::from("0x1688f0b9");
+        data += &word(&d.singleton);
+        data += &num(3 * 32);
+        data += &num(salt);
+        data += &num(setup_bytes as u64);
+        data += &setup;
+        while (data.len() - 2) % 64 != 8 % 64 {
+            data.push('0');
+        }
+        let receipt = self.send_transaction(json!({ "to": d.factory, "data": data }));
+        let creation = receipt["logs"]
+            .as_array()
+            .and_then(|logs| {
+                logs.iter().find(|l| {
+                    l["address"]
+                        .as_str()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&d.factory))
+                })
+            })
+            .unwrap_or_else(|| panic!("no ProxyCreation in {receipt}"));
+        format!(
+            "0x{}",
+            &creation["topics"][1].as_str().expect("topic")[26..]
+        )
+    }
+}

@@ -18,7 +18,7 @@ mod chain;
 
 pub use chain::{
     fixture_artifact, fixture_artifacts_dir, fixture_names, json_rpc, safe_artifact, tools_dir,
-    Anvil, AnvilBuilder,
+    Anvil, AnvilBuilder, SafeDeployment, ANVIL_KEYS,
 };
 
 pub const NATS_ENV: &str = "STEWARD_TEST_NATS_URL";
