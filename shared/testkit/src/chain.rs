@@ -562,7 +562,8 @@ impl Anvil {
         data += &num(salt);
         data += &num(setup_bytes as u64);
         data += &setup;
-        while (data.len() - 2) % 64 != 8 % 64 {
+        // Selector (8 hex digits), then whole words.
+        while (data.len() - 2) % 64 != 8 {
             data.push('0');
         }
         let receipt = self.send_transaction(json!({ "to": d.factory, "data": data }));
