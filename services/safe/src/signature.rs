@@ -405,7 +405,7 @@ mod tests {
         let contract = parse(&contract_signature(high, b"inner"), hash).unwrap();
         let approved = parse(&approved_hash_signature(Address::repeat_byte(0x01)), hash).unwrap();
         let packed = pack(&[contract.clone(), ecdsa.clone(), approved.clone()]);
-        let mut owners = vec![ecdsa.owner, approved.owner, high];
+        let mut owners = [ecdsa.owner, approved.owner, high];
         owners.sort();
         for (i, o) in owners.iter().enumerate() {
             let part = &packed[i * 65..(i + 1) * 65];

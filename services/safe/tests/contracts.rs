@@ -48,7 +48,7 @@ fn contract_hash(anvil: &Anvil, safe: &str, t: &SafeTx) -> B256 {
     d += &uint(t.nonce);
     d += &uint(U256::from(t.data.len()));
     let mut data = alloy::primitives::hex::encode(&t.data);
-    while data.len() % 64 != 0 {
+    while !data.len().is_multiple_of(64) {
         data.push('0');
     }
     d += &data;
@@ -72,13 +72,13 @@ fn exec_data(t: &SafeTx, signatures: &Bytes) -> String {
     d += &uint(U256::from(10 * 32 + 32 + data_words * 32));
     d += &uint(U256::from(t.data.len()));
     let mut data = alloy::primitives::hex::encode(&t.data);
-    while data.len() % 64 != 0 {
+    while !data.len().is_multiple_of(64) {
         data.push('0');
     }
     d += &data;
     d += &uint(U256::from(signatures.len()));
     let mut s = alloy::primitives::hex::encode(signatures);
-    while s.len() % 64 != 0 {
+    while !s.len().is_multiple_of(64) {
         s.push('0');
     }
     d += &s;
