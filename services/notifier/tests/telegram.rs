@@ -74,6 +74,10 @@ async fn commands_answer_allowlisted_chats_and_users_and_refuse_everyone_else() 
             refund_receiver: "0x0000000000000000000000000000000000000000".into(),
             would_revert: false,
             reason: "rebalance [stake] (operator_3)".into(),
+            decoded: None,
+            origin: None,
+            threshold: None,
+            simulation: None,
         },
     )
     .await;

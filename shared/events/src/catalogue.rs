@@ -76,6 +76,7 @@ catalogue! {
     RiskOracleAggregatorChanged => "risk.oracle.aggregator_changed",
     RiskOracleSequencerDown => "risk.oracle.sequencer_down",
     RiskOperatorSlashed => "risk.operator.slashed",
+    SafeTxSubmitted => "safe.tx.submitted",
     PlaybookRunStarted => "playbook.run.started",
     PlaybookStepCompleted => "playbook.step.completed",
     PlaybookStepFailed => "playbook.step.failed",
@@ -505,6 +506,45 @@ pub struct SafeTxProposed {
     /// Whether simulation says it would revert.
     pub would_revert: bool,
     pub reason: String,
+    /// The calls for people: function names and arguments from the configured ABIs, nested
+    /// through MultiSend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<Value>,
+    /// Who proposed it: `rebalancer`, `runner`, `api:<sender>`, `liquidation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The Safe's threshold when it was proposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    /// Why simulation says it would revert, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<String>,
+}
+
+/// A Safe transaction built elsewhere (a Safe Transaction Service client, a signer's wallet)
+/// and submitted with its proposer's signature: the safe service checks it and queues it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxSubmitted {
+    pub safe: String,
+    pub to: String,
+    pub value: String,
+    pub data: String,
+    pub operation: u8,
+    pub safe_tx_gas: String,
+    pub base_gas: String,
+    pub gas_price: String,
+    pub gas_token: String,
+    pub refund_receiver: String,
+    pub nonce: u64,
+    /// The hash the submitter computed (`contractTransactionHash`).
+    pub safe_tx_hash: String,
+    /// The owner proposing it.
+    pub sender: String,
+    /// The sender's signature, 0x hex.
+    pub signature: String,
+    /// Where it came from (`api`, the client's `origin` field…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -528,6 +568,9 @@ pub struct SafeSignatureAccepted {
     pub kind: String,
     pub confirmations: u32,
     pub threshold: u32,
+    /// The signature as accepted, 0x hex (a contract signature with its data).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
