@@ -19,6 +19,7 @@ use crate::section::http::HttpConfig;
 use crate::section::log::LogConfig;
 use crate::section::notify::NotifyConfig;
 use crate::section::risk::{validate_operator_sets, OperatorSetConfig, RiskConfig};
+use crate::section::safes::{validate_safes, SafeConfig};
 use crate::validate::Validator;
 
 /// File name of the embedded event log, under `data_dir`.
@@ -57,6 +58,8 @@ pub struct Config {
     pub risk: RiskConfig,
     /// Operator sets the risk service assesses and the rebalancer plans for.
     pub operator_sets: Vec<OperatorSetConfig>,
+    /// The Safes whose transactions Steward queues, and their relayers.
+    pub safes: Vec<SafeConfig>,
     /// Directory that relative paths in the file (ABI files) are resolved against: the
     /// configuration file's directory, or the working directory without a file.
     #[serde(skip)]
@@ -83,6 +86,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             risk: RiskConfig::default(),
             operator_sets: Vec::new(),
+            safes: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -184,6 +188,7 @@ impl Config {
         validate_chains(&self.chains, v);
         self.risk.validate("risk", v);
         validate_operator_sets(&self.operator_sets, v);
+        validate_safes(&self.safes, v);
         self.notify.validate("notify", v);
     }
 
@@ -354,6 +359,21 @@ impl Config {
                 },
             ),
         );
+        for s in &self.safes {
+            line(
+                "safe:",
+                format!(
+                    "{} {} on {}, {}",
+                    s.name,
+                    s.address,
+                    s.chain,
+                    match &s.relayer {
+                        Some(r) if r.enabled() => "relayer key set (redacted)",
+                        _ => "no relayer: owners execute",
+                    }
+                ),
+            );
+        }
         for c in &self.chains {
             let finality = match c.finality {
                 Finality::Confirmations(0) => "the head".to_owned(),

@@ -152,4 +152,5 @@ pub use section::risk::{
     Encoder, OperatorSetConfig, OperatorSource, OracleConfig, PositionsConfig, ProposeConfig,
     RiskConfig, SafeExpectation,
 };
+pub use section::safes::{RelayerConfig, SafeConfig};
 pub use validate::Validator;

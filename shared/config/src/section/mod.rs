@@ -12,6 +12,7 @@ pub mod http;
 pub mod log;
 pub mod notify;
 pub mod risk;
+pub mod safes;
 
 /// `parent.field`, or `field` at the top level.
 pub(crate) fn join(parent: &str, field: &str) -> String {
