@@ -3,8 +3,12 @@
 //! Today it is registered and runs idle: it reports ready, consumes no events and does no
 //! work, and says so in its log. Its behaviour lands with issue #4.
 
+pub mod account;
+pub mod decode;
 pub mod multisend;
+pub mod queue;
 pub mod signature;
+pub mod simulate;
 pub mod tx;
 
 use steward_runtime::{Idle, Service, ServiceKind};

@@ -1,0 +1,299 @@
+//! The queue in the store: Safes as the chain last showed them, transactions, signatures.
+
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+use steward_store::sqlx::{self, Row};
+use steward_store::{Store, StoreError};
+
+use crate::tx::SafeTx;
+
+/// A Safe as the chain last showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub safe: Address,
+    pub chain_id: u64,
+    pub owners: Vec<Address>,
+    pub threshold: u32,
+    pub nonce: u64,
+    pub version: String,
+}
+
+/// Where a transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Ready,
+    Executed,
+    Failed,
+    Superseded,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Ready => "ready",
+            Status::Executed => "executed",
+            Status::Failed => "failed",
+            Status::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ready" => Status::Ready,
+            "executed" => Status::Executed,
+            "failed" => Status::Failed,
+            "superseded" => Status::Superseded,
+            _ => Status::Queued,
+        }
+    }
+
+    /// Still waiting to be executed.
+    pub fn pending(self) -> bool {
+        matches!(self, Status::Queued | Status::Ready)
+    }
+}
+
+/// A queued transaction.
+#[derive(Debug, Clone)]
+pub struct Row_ {
+    pub safe_tx_hash: B256,
+    pub safe: Address,
+    pub chain_id: u64,
+    pub nonce: u64,
+    pub status: Status,
+    /// The `safe.tx.proposed` envelope, JSON.
+    pub proposed: String,
+    pub tx: SafeTx,
+    pub executed_tx: Option<String>,
+}
+
+/// An accepted signature.
+#[derive(Debug, Clone)]
+pub struct StoredSignature {
+    pub owner: Address,
+    pub signature: Vec<u8>,
+    pub kind: String,
+    pub submission_key: String,
+}
+
+fn i(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn bad(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |e| StoreError::Invalid(format!("stored {what} does not decode: {e}"))
+}
+
+fn addr(s: &str) -> Result<Address, StoreError> {
+    Address::from_str(s).map_err(|e| bad("address")(e.to_string()))
+}
+
+/// The safe service's tables.
+#[derive(Clone)]
+pub struct Queue {
+    pub store: Store,
+}
+
+impl Queue {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn account(&self, safe: Address) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query("SELECT chain_id, owners, threshold, nonce, version FROM safe_accounts WHERE safe = $1")
+            .bind(safe.to_checksum(None))
+            .fetch_optional(self.store.pool())
+            .await?;
+        row.map(|r| {
+            let owners: String = r.try_get(1)?;
+            Ok(Account {
+                safe,
+                chain_id: r.try_get::<i64, _>(0)? as u64,
+                owners: serde_json::from_str(&owners).map_err(|e| bad("owners")(e.to_string()))?,
+                threshold: r.try_get::<i64, _>(2)? as u32,
+                nonce: r.try_get::<i64, _>(3)? as u64,
+                version: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn save_account(&self, a: &Account) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO safe_accounts (safe, chain_id, owners, threshold, nonce, version, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (safe) DO UPDATE SET chain_id = excluded.chain_id, \
+             owners = excluded.owners, threshold = excluded.threshold, nonce = excluded.nonce, \
+             version = excluded.version, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(a.safe.to_checksum(None))
+        .bind(i(a.chain_id))
+        .bind(serde_json::to_string(&a.owners).unwrap_or_default())
+        .bind(i64::from(a.threshold))
+        .bind(i(a.nonce))
+        .bind(&a.version)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    fn row(r: &steward_store::sqlx::any::AnyRow) -> Result<Row_, StoreError> {
+        let hash: String = r.try_get(0)?;
+        let proposed: String = r.try_get(5)?;
+        let env: serde_json::Value = serde_json::from_str(&proposed).map_err(|e| bad("proposal")(e.to_string()))?;
+        let d = &env["data"];
+        let u = |k: &str| d[k].as_str().unwrap_or("0").parse().unwrap_or_default();
+        let a = |k: &str| Address::from_str(d[k].as_str().unwrap_or_default()).unwrap_or_default();
+        let tx = SafeTx {
+            to: a("to"),
+            value: u("value"),
+            data: d["data"].as_str().and_then(|h| alloy::primitives::hex::decode(h.trim_start_matches("0x")).ok()).unwrap_or_default().into(),
+            operation: d["operation"].as_u64().unwrap_or(0) as u8,
+            safe_tx_gas: u("safe_tx_gas"),
+            base_gas: u("base_gas"),
+            gas_price: u("gas_price"),
+            gas_token: a("gas_token"),
+            refund_receiver: a("refund_receiver"),
+            nonce: alloy::primitives::U256::from(d["nonce"].as_u64().unwrap_or(0)),
+        };
+        Ok(Row_ {
+            safe_tx_hash: B256::from_str(&hash).map_err(|e| bad("hash")(e.to_string()))?,
+            safe: addr(&r.try_get::<String, _>(1)?)?,
+            chain_id: r.try_get::<i64, _>(2)? as u64,
+            nonce: r.try_get::<i64, _>(3)? as u64,
+            status: Status::parse(&r.try_get::<String, _>(4)?),
+            proposed,
+            tx,
+            executed_tx: r.try_get(6)?,
+        })
+    }
+
+    const COLS: &'static str = "safe_tx_hash, safe, chain_id, nonce, status, proposed, executed_tx";
+
+    pub async fn by_hash(&self, hash: B256) -> Result<Option<Row_>, StoreError> {
+        let r = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE safe_tx_hash = $1", Self::COLS))
+            .bind(hash.to_string())
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.as_ref().map(Self::row).transpose()
+    }
+
+    pub async fn by_origin(&self, key: &str) -> Result<Option<Row_>, StoreError> {
+        let r = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE origin_key = $1", Self::COLS))
+            .bind(key)
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.as_ref().map(Self::row).transpose()
+    }
+
+    /// Transactions of `safe` still waiting, lowest nonce first.
+    pub async fn pending(&self, safe: Address) -> Result<Vec<Row_>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM safe_txs WHERE safe = $1 AND status IN ('queued', 'ready') ORDER BY nonce, created_at_ms",
+            Self::COLS
+        ))
+        .bind(safe.to_checksum(None))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    /// Every transaction in a status, for the relayer.
+    pub async fn with_status(&self, status: Status) -> Result<Vec<Row_>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE status = $1 ORDER BY nonce", Self::COLS))
+            .bind(status.as_str())
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    /// The highest nonce queued for `safe` and still waiting.
+    pub async fn highest_pending_nonce(&self, safe: Address) -> Result<Option<u64>, StoreError> {
+        let r = sqlx::query("SELECT MAX(nonce) FROM safe_txs WHERE safe = $1 AND status IN ('queued', 'ready')")
+            .bind(safe.to_checksum(None))
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>(0)?.map(|n| n as u64))
+    }
+
+    /// Records a new transaction; false if its origin or hash is already there.
+    pub async fn insert(&self, row: &Row_, origin_key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO safe_txs (safe_tx_hash, safe, chain_id, nonce, origin_key, status, proposed, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(row.safe_tx_hash.to_string())
+        .bind(row.safe.to_checksum(None))
+        .bind(i(row.chain_id))
+        .bind(i(row.nonce))
+        .bind(origin_key)
+        .bind(row.status.as_str())
+        .bind(&row.proposed)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_status(&self, hash: B256, status: Status, executed_tx: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE safe_txs SET status = $2, executed_tx = COALESCE($3, executed_tx) WHERE safe_tx_hash = $1")
+            .bind(hash.to_string())
+            .bind(status.as_str())
+            .bind(executed_tx)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn signatures(&self, hash: B256) -> Result<Vec<StoredSignature>, StoreError> {
+        let rows = sqlx::query("SELECT owner, signature, kind, submission_key FROM safe_signatures WHERE safe_tx_hash = $1 ORDER BY owner")
+            .bind(hash.to_string())
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let sig: String = r.try_get(1)?;
+                Ok(StoredSignature {
+                    owner: addr(&r.try_get::<String, _>(0)?)?,
+                    signature: alloy::primitives::hex::decode(sig.trim_start_matches("0x")).map_err(|e| bad("signature")(e.to_string()))?,
+                    kind: r.try_get(2)?,
+                    submission_key: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an accepted signature; returns the submission key already there for this owner,
+    /// if there was one.
+    pub async fn add_signature(&self, hash: B256, owner: Address, signature: &[u8], kind: &str, submission_key: &str) -> Result<Option<String>, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO safe_signatures (safe_tx_hash, owner, signature, kind, submission_key, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(hash.to_string())
+        .bind(owner.to_checksum(None))
+        .bind(format!("0x{}", alloy::primitives::hex::encode(signature)))
+        .bind(kind)
+        .bind(submission_key)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let r = sqlx::query("SELECT submission_key FROM safe_signatures WHERE safe_tx_hash = $1 AND owner = $2")
+            .bind(hash.to_string())
+            .bind(owner.to_checksum(None))
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(Some(r.try_get(0)?))
+    }
+}
