@@ -102,6 +102,8 @@ catalogue! {
     LogEventDeadLettered => "log.event.dead_lettered",
     NotifySubscriptionAdded => "notify.subscription.added",
     NotifySubscriptionRemoved => "notify.subscription.removed",
+    PlaybookRunRequested => "playbook.run.requested",
+    PlaybookApprovalDecided => "playbook.approval.decided",
 }
 
 // ---------------------------------------------------------------- chain.*
@@ -354,6 +356,13 @@ pub struct PlaybookRunStarted {
     pub trigger: String,
     #[serde(default)]
     pub inputs: serde_json::Map<String, Value>,
+    /// The event that started the run, whole (its envelope as JSON), so the run can be rebuilt
+    /// from the log alone; absent for schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_event: Option<Value>,
+    /// The run's rendered `dedup` key (one run per key at a time, cooldown per key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -709,4 +718,37 @@ pub struct NotifySubscriptionRemoved {
     /// The subscription dropped; absent: all of the chat's subscriptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<String>,
+}
+
+// ---------------------------------------------------------------- playbook.* (runner)
+
+/// Someone asked for a run of a playbook with a `manual` trigger (`steward playbook start`, the
+/// API). The runner checks the inputs against the playbook's declared types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookRunRequested {
+    pub playbook: String,
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, Value>,
+    /// Who asked: `cli:<user>`, `api:<sender>`.
+    pub requested_by: String,
+}
+
+/// A person answered a playbook's `approval` step (`/approve <run> <step>` or `/deny` to the
+/// Telegram bot). The runner counts it only when the person is one of the step's approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookApprovalDecided {
+    pub run_key: String,
+    pub step: String,
+    pub approved: bool,
+    /// Where the answer came from: `telegram`, `api`.
+    pub via: String,
+    /// The Telegram user who answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_user_id: Option<i64>,
+    /// The chat the answer was given in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<i64>,
+    /// Why, when given (`/deny <run> <step> <reason>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
