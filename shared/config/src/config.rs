@@ -18,6 +18,7 @@ use crate::section::event_log::{EventLogBackend, EventLogConfig, NatsConfig};
 use crate::section::http::HttpConfig;
 use crate::section::log::LogConfig;
 use crate::section::notify::NotifyConfig;
+use crate::section::playbooks::PlaybooksConfig;
 use crate::section::risk::{validate_operator_sets, OperatorSetConfig, RiskConfig};
 use crate::section::safes::{validate_safes, SafeConfig};
 use crate::validate::Validator;
@@ -60,6 +61,8 @@ pub struct Config {
     pub operator_sets: Vec<OperatorSetConfig>,
     /// The Safes whose transactions Steward queues, and their relayers.
     pub safes: Vec<SafeConfig>,
+    /// The runner's playbooks: their folder, reloading, and who may approve.
+    pub playbooks: PlaybooksConfig,
     /// Directory that relative paths in the file (ABI files) are resolved against: the
     /// configuration file's directory, or the working directory without a file.
     #[serde(skip)]
@@ -87,6 +90,7 @@ impl Default for Config {
             risk: RiskConfig::default(),
             operator_sets: Vec::new(),
             safes: Vec::new(),
+            playbooks: PlaybooksConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -189,6 +193,7 @@ impl Config {
         self.risk.validate("risk", v);
         validate_operator_sets(&self.operator_sets, v);
         validate_safes(&self.safes, v);
+        self.playbooks.validate("playbooks", v);
         self.notify.validate("notify", v);
     }
 
@@ -339,6 +344,7 @@ impl Config {
             );
         }
         line("notify:", self.notify.summary());
+        line("playbooks:", self.playbooks.summary());
         line(
             "risk:",
             format!(

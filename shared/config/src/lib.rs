@@ -148,6 +148,7 @@ pub use section::notify::{
     ChannelConfig, EmailChannel, EmailConfig, FloodConfig, LinksConfig, NotifyConfig, ParseMode,
     RetryConfig, SeverityLevel, SmtpSecurity, TelegramChannel, TelegramConfig, TelegramRateLimits,
 };
+pub use section::playbooks::{ApproverConfig, PlaybooksConfig};
 pub use section::risk::{
     Encoder, OperatorSetConfig, OperatorSource, OracleConfig, PositionsConfig, ProposeConfig,
     RiskConfig, SafeExpectation,

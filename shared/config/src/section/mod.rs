@@ -11,6 +11,7 @@ pub mod event_log;
 pub mod http;
 pub mod log;
 pub mod notify;
+pub mod playbooks;
 pub mod risk;
 pub mod safes;
 
