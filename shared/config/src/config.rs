@@ -12,6 +12,7 @@ use crate::duration::{self, HumanDuration};
 use crate::env::Env;
 use crate::error::{ConfigError, ErrorKind, Origin};
 use crate::secret::Secret;
+use crate::section::api::ApiConfig;
 use crate::section::chains::{rpc_url_for_display, validate_chains, ChainConfig, Finality};
 use crate::section::database::DatabaseConfig;
 use crate::section::event_log::{EventLogBackend, EventLogConfig, NatsConfig};
@@ -63,6 +64,8 @@ pub struct Config {
     pub safes: Vec<SafeConfig>,
     /// The runner's playbooks: their folder, reloading, and who may approve.
     pub playbooks: PlaybooksConfig,
+    /// The api service's HTTP server (the Safe Transaction Service compatible API).
+    pub api: ApiConfig,
     /// Directory that relative paths in the file (ABI files) are resolved against: the
     /// configuration file's directory, or the working directory without a file.
     #[serde(skip)]
@@ -91,6 +94,7 @@ impl Default for Config {
             operator_sets: Vec::new(),
             safes: Vec::new(),
             playbooks: PlaybooksConfig::default(),
+            api: ApiConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -194,6 +198,7 @@ impl Config {
         validate_operator_sets(&self.operator_sets, v);
         validate_safes(&self.safes, v);
         self.playbooks.validate("playbooks", v);
+        self.api.validate("api", v);
         self.notify.validate("notify", v);
     }
 
@@ -335,6 +340,14 @@ impl Config {
         line(
             "http:",
             format!("{} (/healthz, /readyz, /metrics)", self.http.listen),
+        );
+        line(
+            "api:",
+            format!(
+                "{} (Safe Transaction Service API at {}/api)",
+                self.api.listen,
+                self.api.local_url()
+            ),
         );
         line("shutdown grace:", duration::format(&self.shutdown_grace));
         if self.chains.is_empty() {

@@ -140,6 +140,7 @@ pub use section::chains::{
     is_address_syntax, rpc_url_for_display, BalanceConfig, CallConfig, ChainConfig, EmitMode,
     Finality, FinalityTag, Latest, RpcConfig, Scalar, StartBlock, WatchConfig, MULTICALL3,
 };
+pub use section::api::ApiConfig;
 pub use section::database::DatabaseConfig;
 pub use section::event_log::{ConsumerConfig, EventLogBackend, EventLogConfig, NatsConfig};
 pub use section::http::HttpConfig;

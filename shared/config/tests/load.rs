@@ -210,7 +210,7 @@ fn unknown_field_lists_the_expected_ones() {
         "\nloglevel: debug\n",
         ErrorKind::UnknownField,
         "steward.yaml:2:1: loglevel: unknown field `loglevel`, expected one of `data_dir`, \
-         `log`, `http`, `shutdown_grace`, `event_log`, `database`, `chains`, `notify`, `risk`, `operator_sets`, `safes`, `playbooks`",
+         `log`, `http`, `shutdown_grace`, `event_log`, `database`, `chains`, `notify`, `risk`, `operator_sets`, `safes`, `playbooks`, `api`",
     );
 }
 
@@ -503,7 +503,7 @@ fn dollar_without_brace_is_literal_and_keys_are_not_interpolated() {
         "${SECTION}: {}\n",
         ErrorKind::UnknownField,
         "steward.yaml:1:1: ${SECTION}: unknown field `${SECTION}`, expected one of \
-         `data_dir`, `log`, `http`, `shutdown_grace`, `event_log`, `database`, `chains`, `notify`, `risk`, `operator_sets`, `safes`, `playbooks`",
+         `data_dir`, `log`, `http`, `shutdown_grace`, `event_log`, `database`, `chains`, `notify`, `risk`, `operator_sets`, `safes`, `playbooks`, `api`",
     );
 }
 

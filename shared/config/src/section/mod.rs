@@ -5,6 +5,7 @@
 //! that works out of the box, and a `validate(&self, path, &mut Validator)` for the
 //! checks serde cannot express.
 
+pub mod api;
 pub mod chains;
 pub mod database;
 pub mod event_log;
