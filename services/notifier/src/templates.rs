@@ -447,6 +447,13 @@ fn registry(format: Format, links: &Arc<Links>, strict: bool) -> Handlebars<'sta
     r
 }
 
+/// A registry for plain text with the helpers above (`fmt_amount`, `fmt_address`, `fmt_tx`,
+/// `link`, `signing_link`, `fmt_duration`, `fmt_severity`; `bold`, `italic` and `code` keep
+/// their text), no escaping: what playbooks render their strings with.
+pub fn plain_registry(links: Links, strict: bool) -> Handlebars<'static> {
+    registry(Format::Text, &Arc::new(links), strict)
+}
+
 impl Templates {
     /// The built-in templates with the user's folder (`notify.templates`, relative to
     /// `base_dir`) over them. Every problem is one message naming the file, line and column.

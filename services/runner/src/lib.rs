@@ -3,6 +3,10 @@
 //! Today it is registered and runs idle: it reports ready, consumes no events and does no
 //! work, and says so in its log. Its behaviour lands with issue #5.
 
+pub mod expr;
+pub mod fields;
+pub mod template;
+
 use steward_runtime::{Idle, Service, ServiceKind};
 
 pub const NAME: &str = "runner";
