@@ -588,6 +588,11 @@ impl Templates {
         &self.links
     }
 
+    /// The names of every template (built in and configured).
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.names.iter()
+    }
+
     /// Whether a template of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.names.contains(name)

@@ -284,6 +284,32 @@ impl Expression {
     }
 }
 
+impl Expression {
+    /// [`Expression::eval`] over a run's context object (`event`, `inputs`, `vars`, `steps`,
+    /// `run`).
+    pub fn eval_ctx(&self, ctx: &Json, now: chrono::DateTime<chrono::Utc>) -> Result<Json, String> {
+        let pairs: Vec<(&str, &Json)> = ["event", "inputs", "vars", "steps", "run"]
+            .into_iter()
+            .filter_map(|k| ctx.get(k).map(|v| (k, v)))
+            .collect();
+        self.eval(&ExprVars {
+            values: &pairs,
+            now,
+        })
+    }
+
+    /// [`Expression::test`] over a run's context object.
+    pub fn test_ctx(&self, ctx: &Json, now: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
+        match self.eval_ctx(ctx, now)? {
+            Json::Bool(b) => Ok(b),
+            other => Err(format!(
+                "`{}` must give true or false, it gave {other}",
+                self.source
+            )),
+        }
+    }
+}
+
 /// What an expression is evaluated against.
 pub struct ExprVars<'a> {
     pub values: &'a [(&'a str, &'a Json)],

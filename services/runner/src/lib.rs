@@ -3,8 +3,11 @@
 //! Today it is registered and runs idle: it reports ready, consumes no events and does no
 //! work, and says so in its log. Its behaviour lands with issue #5.
 
+pub mod engine;
 pub mod expr;
 pub mod fields;
+pub mod format;
+pub mod playbook;
 pub mod template;
 
 use steward_runtime::{Idle, Service, ServiceKind};
