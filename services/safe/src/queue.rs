@@ -297,3 +297,230 @@ impl Queue {
         Ok(Some(r.try_get(0)?))
     }
 }
+
+/// Something a relayer account must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub key: String,
+    pub relayer: Address,
+    pub chain_id: u64,
+    /// `exec` (execTransaction of a ready Safe transaction), `approve` or `liquidate`.
+    pub kind: String,
+    pub target: Address,
+    /// Calldata, 0x hex (empty for `exec`: built from the signatures when sent).
+    pub data: String,
+    pub safe_tx_hash: Option<B256>,
+    pub liquidation_key: Option<String>,
+    /// `pending`, `sent`, `done`, `failed` or `cancelled`.
+    pub status: String,
+    pub detail: Option<String>,
+}
+
+/// One signed transaction sent for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub tx_hash: B256,
+    pub nonce: u64,
+    pub max_fee: u128,
+    pub priority_fee: u128,
+    pub gas_limit: u64,
+    pub sent_at_ms: i64,
+}
+
+/// A liquidation request and where it stands.
+#[derive(Debug, Clone)]
+pub struct Liquidation {
+    pub key: String,
+    /// The `liquidation.requested` envelope, JSON.
+    pub request: String,
+    pub safe_tx_hash: Option<B256>,
+    /// The outcome envelope, JSON, once there is one.
+    pub outcome: Option<String>,
+}
+
+impl Queue {
+    /// The transaction executed at `nonce` of `safe`, if Steward knows it.
+    pub async fn executed_at(&self, safe: Address, nonce: u64) -> Result<Option<B256>, StoreError> {
+        let r = sqlx::query("SELECT safe_tx_hash FROM safe_txs WHERE safe = $1 AND nonce = $2 AND status IN ('executed', 'failed')")
+            .bind(safe.to_checksum(None))
+            .bind(i(nonce))
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.map(|r| B256::from_str(&r.try_get::<String, _>(0)?).map_err(|e| bad("hash")(e.to_string())))
+            .transpose()
+    }
+
+    /// Adds a job unless one with its key exists.
+    pub async fn add_job(&self, job: &Job) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO relay_jobs (job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail, created_at_ms, seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, (SELECT COALESCE(MAX(seq), 0) + 1 FROM relay_jobs)) ON CONFLICT DO NOTHING",
+        )
+        .bind(&job.key)
+        .bind(job.relayer.to_checksum(None))
+        .bind(i(job.chain_id))
+        .bind(&job.kind)
+        .bind(job.target.to_checksum(None))
+        .bind(&job.data)
+        .bind(job.safe_tx_hash.map(|h| h.to_string()))
+        .bind(job.liquidation_key.as_deref())
+        .bind(&job.status)
+        .bind(job.detail.as_deref())
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A relayer's jobs still to do (`pending` or `sent`), in the order they were added.
+    pub async fn open_jobs(&self, relayer: Address) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail \
+             FROM relay_jobs WHERE relayer = $1 AND status IN ('pending', 'sent') ORDER BY seq",
+        )
+        .bind(relayer.to_checksum(None))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let hash: Option<String> = r.try_get(6)?;
+                Ok(Job {
+                    key: r.try_get(0)?,
+                    relayer: addr(&r.try_get::<String, _>(1)?)?,
+                    chain_id: r.try_get::<i64, _>(2)? as u64,
+                    kind: r.try_get(3)?,
+                    target: addr(&r.try_get::<String, _>(4)?)?,
+                    data: r.try_get(5)?,
+                    safe_tx_hash: hash
+                        .map(|h| B256::from_str(&h).map_err(|e| bad("hash")(e.to_string())))
+                        .transpose()?,
+                    liquidation_key: r.try_get(7)?,
+                    status: r.try_get(8)?,
+                    detail: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_job(&self, key: &str, status: &str, detail: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE relay_jobs SET status = $2, detail = $3 WHERE job_key = $1")
+            .bind(key)
+            .bind(status)
+            .bind(detail)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records an attempt and marks its job sent, together: written before the transaction
+    /// leaves, so a crash right after sending still knows what to look for.
+    pub async fn record_attempt(&self, job: &str, a: &Attempt) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO relay_attempts (tx_hash, job_key, nonce, max_fee, priority_fee, gas_limit, sent_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(a.tx_hash.to_string())
+        .bind(job)
+        .bind(i(a.nonce))
+        .bind(a.max_fee.to_string())
+        .bind(a.priority_fee.to_string())
+        .bind(i(a.gas_limit))
+        .bind(a.sent_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE relay_jobs SET status = 'sent' WHERE job_key = $1")
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A job's attempts, oldest first.
+    pub async fn attempts(&self, job: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, nonce, max_fee, priority_fee, gas_limit, sent_at_ms FROM relay_attempts WHERE job_key = $1 ORDER BY sent_at_ms, tx_hash",
+        )
+        .bind(job)
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let num = |s: String| s.parse::<u128>().map_err(|e| bad("fee")(e.to_string()));
+                Ok(Attempt {
+                    tx_hash: B256::from_str(&r.try_get::<String, _>(0)?).map_err(|e| bad("hash")(e.to_string()))?,
+                    nonce: r.try_get::<i64, _>(1)? as u64,
+                    max_fee: num(r.try_get(2)?)?,
+                    priority_fee: num(r.try_get(3)?)?,
+                    gas_limit: r.try_get::<i64, _>(4)? as u64,
+                    sent_at_ms: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a liquidation request; false if it is already there.
+    pub async fn add_liquidation(&self, key: &str, request: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO safe_liquidations (liquidation_key, request, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(request)
+        .bind(now())
+        .execute(self.store.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn liquidation_row(r: &steward_store::sqlx::any::AnyRow) -> Result<Liquidation, StoreError> {
+        let hash: Option<String> = r.try_get(2)?;
+        Ok(Liquidation {
+            key: r.try_get(0)?,
+            request: r.try_get(1)?,
+            safe_tx_hash: hash
+                .map(|h| B256::from_str(&h).map_err(|e| bad("hash")(e.to_string())))
+                .transpose()?,
+            outcome: r.try_get(3)?,
+        })
+    }
+
+    pub async fn liquidation(&self, key: &str) -> Result<Option<Liquidation>, StoreError> {
+        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome FROM safe_liquidations WHERE liquidation_key = $1")
+            .bind(key)
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.as_ref().map(Self::liquidation_row).transpose()
+    }
+
+    pub async fn liquidation_by_safe_tx(&self, hash: B256) -> Result<Option<Liquidation>, StoreError> {
+        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome FROM safe_liquidations WHERE safe_tx_hash = $1")
+            .bind(hash.to_string())
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.as_ref().map(Self::liquidation_row).transpose()
+    }
+
+    pub async fn set_liquidation_tx(&self, key: &str, hash: B256) -> Result<(), StoreError> {
+        sqlx::query("UPDATE safe_liquidations SET safe_tx_hash = $2 WHERE liquidation_key = $1")
+            .bind(key)
+            .bind(hash.to_string())
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the outcome unless one is there; returns the outcome that stands.
+    pub async fn set_liquidation_outcome(&self, key: &str, outcome: &str) -> Result<String, StoreError> {
+        sqlx::query("UPDATE safe_liquidations SET outcome = $2 WHERE liquidation_key = $1 AND outcome IS NULL")
+            .bind(key)
+            .bind(outcome)
+            .execute(self.store.pool())
+            .await?;
+        let r = sqlx::query("SELECT outcome FROM safe_liquidations WHERE liquidation_key = $1")
+            .bind(key)
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_else(|| outcome.to_owned()))
+    }
+}

@@ -179,6 +179,7 @@ fn check_services(cfg: &Config, v: &mut steward_config::Validator<'_>) {
     steward_watcher::check_config(cfg, v);
     steward_risk::check_config(cfg, v);
     steward_notifier::check_config(cfg, v);
+    steward_safe::check_config(cfg, v);
 }
 
 fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {

@@ -43,7 +43,7 @@ pub use config::{Backoff, EndpointConfig, EndpointKind, PoolOptions};
 pub use error::{ChainError, Result};
 pub use pool::{EndpointPool, EndpointState, EndpointStatus, PoolStatus};
 pub use redact::redact_rpc_url;
-pub use rpc::{BlockHeader, BlockRef, LogFilter};
+pub use rpc::{BlockHeader, BlockRef, LogFilter, Receipt};
 
 /// The alloy crates this one is built on, for callers of [`EndpointPool::call`].
 pub use alloy;

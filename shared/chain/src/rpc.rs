@@ -33,6 +33,32 @@ impl BlockHeader {
     }
 }
 
+/// The parts of a transaction receipt Steward reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// Transaction hash.
+    pub transaction_hash: B256,
+    /// Block it was mined in.
+    pub block_number: U64,
+    /// 1 success, 0 reverted.
+    pub status: U64,
+    /// Gas used.
+    pub gas_used: U64,
+    /// Effective price paid per gas.
+    #[serde(default)]
+    pub effective_gas_price: Option<U256>,
+    /// Logs emitted.
+    pub logs: Vec<Log>,
+}
+
+impl Receipt {
+    /// Whether the transaction succeeded.
+    pub fn success(&self) -> bool {
+        self.status.to::<u64>() == 1
+    }
+}
+
 /// Which block a state call reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockRef {
@@ -157,6 +183,64 @@ impl EndpointPool {
     pub async fn code(&self, address: Address) -> Result<Bytes> {
         self.request::<_, Bytes>("eth_getCode", (address, "latest"))
             .await
+    }
+
+    /// `eth_getTransactionCount` of `account` at `latest` or `pending`.
+    pub async fn transaction_count(&self, account: Address, pending: bool) -> Result<u64> {
+        let tag = if pending { "pending" } else { "latest" };
+        self.request::<_, U64>("eth_getTransactionCount", (account, tag))
+            .await
+            .map(|n| n.to::<u64>())
+    }
+
+    /// `eth_sendRawTransaction` of a signed, EIP-2718 encoded transaction. A node that
+    /// already has it answers with its hash or with "already known"; both are success.
+    pub async fn send_raw_transaction(&self, raw: Bytes, hash: B256) -> Result<B256> {
+        match self
+            .request::<_, B256>("eth_sendRawTransaction", (raw,))
+            .await
+        {
+            Err(crate::ChainError::Server { message, .. })
+            | Err(crate::ChainError::Rejected { message, .. })
+                if message.to_ascii_lowercase().contains("already known") =>
+            {
+                Ok(hash)
+            }
+            other => other,
+        }
+    }
+
+    /// `eth_getTransactionReceipt`; `None` while the transaction is not mined.
+    pub async fn receipt(&self, hash: B256) -> Result<Option<Receipt>> {
+        self.request::<_, Option<Receipt>>("eth_getTransactionReceipt", (hash,))
+            .await
+    }
+
+    /// Whether the node knows the transaction (mined or in its pool).
+    pub async fn transaction_known(&self, hash: B256) -> Result<bool> {
+        self.request::<_, Option<Value>>("eth_getTransactionByHash", (hash,))
+            .await
+            .map(|t| t.is_some())
+    }
+
+    /// `eth_estimateGas` of a call from `from`.
+    pub async fn estimate_gas(&self, from: Address, to: Address, data: Bytes, value: U256) -> Result<u64> {
+        let tx = json!({ "from": from, "to": to, "data": data, "value": value });
+        self.request::<_, U64>("eth_estimateGas", (tx,))
+            .await
+            .map(|n| n.to::<u64>())
+    }
+
+    /// The base fee per gas of the latest block (zero before London).
+    pub async fn base_fee(&self) -> Result<u128> {
+        let block = self
+            .request::<_, Value>("eth_getBlockByNumber", ("latest", false))
+            .await?;
+        Ok(block
+            .get("baseFeePerGas")
+            .and_then(Value::as_str)
+            .and_then(|s| u128::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0))
     }
 
     /// Native balance of `account` at `block`.

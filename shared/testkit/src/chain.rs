@@ -505,11 +505,13 @@ pub struct SafeDeployment {
     pub fallback_handler: String,
     pub multi_send: String,
     pub multi_send_call_only: String,
+    /// SimulateTxAccessor (proposals are simulated through it).
+    pub simulate_tx_accessor: String,
 }
 
 impl Anvil {
-    /// Deploys the Safe v1.4.1 singleton (SafeL2), proxy factory, fallback handler, MultiSend
-    /// and MultiSendCallOnly from the npm package's artifacts.
+    /// Deploys the Safe v1.4.1 singleton (SafeL2), proxy factory, fallback handler, MultiSend,
+    /// MultiSendCallOnly and SimulateTxAccessor from the npm package's artifacts.
     pub fn deploy_safe(&self) -> SafeDeployment {
         SafeDeployment {
             singleton: self.deploy(&safe_artifact("SafeL2.sol/SafeL2").1),
@@ -523,6 +525,9 @@ impl Anvil {
             multi_send: self.deploy(&safe_artifact("libraries/MultiSend.sol/MultiSend").1),
             multi_send_call_only: self
                 .deploy(&safe_artifact("libraries/MultiSendCallOnly.sol/MultiSendCallOnly").1),
+            simulate_tx_accessor: self.deploy(
+                &safe_artifact("accessors/SimulateTxAccessor.sol/SimulateTxAccessor").1,
+            ),
         }
     }
 

@@ -37,15 +37,42 @@ CREATE TABLE safe_signatures (
     PRIMARY KEY (safe_tx_hash, owner)
 );
 
--- Transactions the relayer sent (several per Safe transaction when fees were bumped).
-CREATE TABLE safe_relays (
-    tx_hash         TEXT    NOT NULL PRIMARY KEY,
-    safe_tx_hash    TEXT    NOT NULL,
+-- What the relayer accounts must send, in order per relayer: execTransaction of a ready
+-- Safe transaction, or the steps of a liquidation (an ERC-20 approval, liquidationCall).
+CREATE TABLE relay_jobs (
+    job_key         TEXT    NOT NULL PRIMARY KEY,
     relayer         TEXT    NOT NULL,
-    nonce           BIGINT NOT NULL,
+    chain_id        BIGINT  NOT NULL,
+    kind            TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    data            TEXT    NOT NULL,
+    safe_tx_hash    TEXT,
+    liquidation_key TEXT,
+    status          TEXT    NOT NULL,
+    detail          TEXT,
+    created_at_ms   BIGINT  NOT NULL,
+    seq             BIGINT  NOT NULL
+);
+CREATE INDEX relay_jobs_open ON relay_jobs (relayer, status, seq);
+
+-- Every transaction the relayer signed and sent (several per job when fees were bumped).
+CREATE TABLE relay_attempts (
+    tx_hash         TEXT    NOT NULL PRIMARY KEY,
+    job_key         TEXT    NOT NULL,
+    nonce           BIGINT  NOT NULL,
     max_fee         TEXT    NOT NULL,
     priority_fee    TEXT    NOT NULL,
-    sent_at_ms      BIGINT NOT NULL,
-    status          TEXT    NOT NULL
+    gas_limit       BIGINT  NOT NULL,
+    sent_at_ms      BIGINT  NOT NULL
 );
-CREATE INDEX safe_relays_safe_tx ON safe_relays (safe_tx_hash);
+CREATE INDEX relay_attempts_job ON relay_attempts (job_key, sent_at_ms);
+
+-- Liquidations requested: the request, how it goes (a Safe transaction or relayer jobs), and
+-- its outcome event once there is one (announced again, identically, on redelivery).
+CREATE TABLE safe_liquidations (
+    liquidation_key TEXT    NOT NULL PRIMARY KEY,
+    request         TEXT    NOT NULL,
+    safe_tx_hash    TEXT,
+    outcome         TEXT,
+    created_at_ms   BIGINT  NOT NULL
+);
