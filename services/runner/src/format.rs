@@ -263,3 +263,9 @@ pub struct ApprovalDoc {
     /// How long they have (`2h`).
     pub timeout: Located<String>,
 }
+
+/// The JSON Schema of a playbook file, generated from the types above (doc comments become
+/// descriptions). Committed as `playbooks/playbook.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(PlaybookDoc).to_value()
+}

@@ -11,7 +11,7 @@ use steward_log::{EventLog, LogMetrics, MeteredLog};
 use steward_runtime::{serve_http, HttpState, Readiness, Service, ServiceContext, Supervisor};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunArgs, WatchCommand};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, PlaybookCommand, RunArgs, WatchCommand};
 
 pub enum CliError {
     /// Bad usage or configuration: the message says what to change.
@@ -153,6 +153,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             crate::bench::notifier(messages, chats, rate).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Runner {
+            playbooks,
+            events,
+            samples,
+            rate,
+        }) => {
+            crate::bench::runner(playbooks, events, samples, rate).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Playbook(cmd) => playbook_command(cli.config.as_deref(), cmd).await,
         Command::Bench(BenchCommand::Log {
             events,
             batch,
@@ -162,6 +172,30 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             crate::bench::log(events, batch, nats, rate).await?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+async fn playbook_command(config: Option<&Path>, cmd: PlaybookCommand) -> Result<ExitCode, CliError> {
+    use crate::playbook;
+    match cmd {
+        PlaybookCommand::Validate { files } => {
+            let cfg = config.map(|p| load_config(Some(p))).transpose()?;
+            playbook::validate(cfg.as_ref(), &files)
+        }
+        PlaybookCommand::Test { file, events, expect } => {
+            let cfg = config.map(|p| load_config(Some(p))).transpose()?;
+            playbook::test(cfg.as_ref(), &file, &events, expect.as_deref())
+        }
+        PlaybookCommand::Replay { name, from, to, file, args } => {
+            let cfg = apply_overrides(load_config(config)?, &args)?;
+            let from = playbook::parse_from(&from).map_err(CliError::Config)?;
+            playbook::replay(&cfg, &name, file.as_deref(), from, to).await
+        }
+        PlaybookCommand::Start { name, inputs, by, args } => {
+            let cfg = apply_overrides(load_config(config)?, &args)?;
+            playbook::start(&cfg, &name, &inputs, by).await
+        }
+        PlaybookCommand::Schema => playbook::schema(),
     }
 }
 
@@ -179,6 +213,7 @@ fn check_services(cfg: &Config, v: &mut steward_config::Validator<'_>) {
     steward_watcher::check_config(cfg, v);
     steward_risk::check_config(cfg, v);
     steward_notifier::check_config(cfg, v);
+    steward_runner::check_config(cfg, v);
     steward_safe::check_config(cfg, v);
 }
 

@@ -38,6 +38,62 @@ pub enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Playbooks: check them, test them on recorded events, replay them against the log.
+    #[command(subcommand)]
+    Playbook(PlaybookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybookCommand {
+    /// Check playbook files: every problem with file:line:column, the field and what was
+    /// expected (checked against the configuration's channels, approvers and operator sets
+    /// when --config is given). Exits non-zero when any file is invalid.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Feed recorded events (JSON lines, one envelope each) to a playbook and print what would
+    /// happen: runs, steps, rendered messages, decoded Safe transactions. Nothing is written.
+    /// With an expectation file (--expect, or X.expect.yaml beside X.events.jsonl), exits
+    /// non-zero when the outcome differs.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+    /// Run a playbook over the real event log from a sequence number or a time, as a dry run:
+    /// what it would have done, nothing written.
+    Replay {
+        /// The playbook's name (from `playbooks.folder`).
+        name: String,
+        /// A sequence number, or an RFC 3339 time (2026-01-02T09:00:00Z).
+        #[arg(long)]
+        from: String,
+        /// Last sequence (default: the log's end now).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Read the playbook from this file instead of the folder (a version not deployed yet).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Ask the runner to start a playbook that has a `manual` trigger.
+    Start {
+        name: String,
+        /// An input, NAME=VALUE (repeat for several).
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Who asks (default: cli:$USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Print the JSON Schema of playbook files.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +206,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         chats: usize,
         /// Requests per second for the latency run.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
+    /// The runner: events per second matched against many loaded playbooks, and the time from
+    /// an event's append to the resulting request being in the log (p50, p99), embedded log
+    /// and SQLite store.
+    Runner {
+        /// Playbooks loaded.
+        #[arg(long, default_value_t = 100)]
+        playbooks: usize,
+        /// Events fed for the throughput figure.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Events (each triggering one run) for the latency figure.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+        /// Events per second for the latency run.
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
     },

@@ -8,6 +8,7 @@
 mod app;
 mod bench;
 mod cli;
+mod playbook;
 mod watch;
 
 use std::process::ExitCode;
