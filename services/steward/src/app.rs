@@ -215,6 +215,7 @@ fn check_services(cfg: &Config, v: &mut steward_config::Validator<'_>) {
     steward_notifier::check_config(cfg, v);
     steward_runner::check_config(cfg, v);
     steward_safe::check_config(cfg, v);
+    steward_api::check_config(cfg, v);
 }
 
 fn apply_overrides(cfg: Config, args: &RunArgs) -> Result<Config, CliError> {
