@@ -344,8 +344,13 @@ impl Config {
         line(
             "api:",
             format!(
-                "{} (Safe Transaction Service API at {}/api)",
-                self.api.listen,
+                "{}{} (Safe Transaction Service API at {}/api)",
+                self.api.listen_addr(),
+                if self.api.listen.is_none() {
+                    ", the default: off if the port is taken"
+                } else {
+                    ""
+                },
                 self.api.local_url()
             ),
         );

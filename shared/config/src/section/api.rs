@@ -16,10 +16,12 @@ use crate::validate::Validator;
 pub struct ApiConfig {
     /// Address and port of the API, as `ip:port` (`127.0.0.1:8080`, `0.0.0.0:8080`). Clients
     /// use `http://<host>:<port>/api` as their transaction service URL. Host names are not
-    /// accepted. It must differ from `http.listen` when both run in one process.
+    /// accepted. It must differ from `http.listen` when both run in one process. Set: the
+    /// process does not start unless it can listen there. Absent: `127.0.0.1:8080` if that
+    /// port is free, else the API is off (said in the log) and the rest of Steward runs.
     #[serde(deserialize_with = "socket_addr")]
     #[schemars(extend("examples" = ["127.0.0.1:8080", "0.0.0.0:8080"]))]
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// How long a request that submits a transaction or a signature waits for the safe
     /// service's verdict before it is answered 504 (the submission stays in the log and is
     /// still processed).
@@ -28,16 +30,25 @@ pub struct ApiConfig {
     pub answer_timeout: Duration,
 }
 
+/// Where the API listens when `api.listen` is absent.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            listen: None,
             answer_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl ApiConfig {
+    /// The address to listen on: `listen`, or [`DEFAULT_LISTEN`].
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+
     /// Checks serde cannot express.
     pub fn validate(&self, path: &str, v: &mut Validator<'_>) {
         let field = super::join(path, "answer_timeout");
@@ -55,7 +66,7 @@ impl ApiConfig {
     /// The URL a client on this machine reaches the API at: the listen address, with an
     /// unspecified IP (`0.0.0.0`, `[::]`) replaced by loopback.
     pub fn local_url(&self) -> String {
-        let mut addr = self.listen;
+        let mut addr = self.listen_addr();
         if addr.ip().is_unspecified() {
             addr.set_ip(match addr {
                 SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
@@ -66,9 +77,11 @@ impl ApiConfig {
     }
 }
 
-fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    text.trim().parse().map_err(|_| {
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|_| {
         serde::de::Error::custom(format!(
             "expected an IP address and port such as `127.0.0.1:8080` or `[::]:8080` \
              (got `{text}`)"
@@ -84,9 +97,9 @@ mod tests {
     fn the_local_url_replaces_an_unspecified_ip() {
         let mut c = ApiConfig::default();
         assert_eq!(c.local_url(), "http://127.0.0.1:8080");
-        c.listen = "0.0.0.0:9000".parse().unwrap();
+        c.listen = Some("0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.local_url(), "http://127.0.0.1:9000");
-        c.listen = "[::]:9000".parse().unwrap();
+        c.listen = Some("[::]:9000".parse().unwrap());
         assert_eq!(c.local_url(), "http://[::1]:9000");
     }
 
@@ -108,7 +121,8 @@ mod tests {
             "{err}"
         );
         let ok = load("api:\n  listen: 0.0.0.0:9000\n  answer_timeout: 3s\n").unwrap();
-        assert_eq!(ok.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(ok.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(load("api: {}\n").unwrap().listen, None);
         assert_eq!(ok.answer_timeout, Duration::from_secs(3));
     }
 }
