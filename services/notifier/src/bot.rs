@@ -1,5 +1,6 @@
 //! The Telegram bot: long-polls `getUpdates` and answers `/start`, `/help`, `/subscribe`,
-//! `/unsubscribe`, `/status` and `/queue` in allowlisted chats (or from allowlisted users);
+//! `/unsubscribe`, `/status`, `/queue`, and `/approve` / `/deny` (answers to playbooks'
+//! approval steps, as `playbook.approval.decided` events) in allowlisted chats (or from allowlisted users);
 //! everyone else gets one polite refusal and nothing more.
 //!
 //! Exactly once, across crashes: the next update offset is stored after each batch; an update
@@ -13,7 +14,10 @@ use std::time::Duration;
 
 use sqlx::Row;
 use steward_config::{Config, SeverityLevel};
-use steward_events::{derive_key, Envelope, NotifySubscriptionAdded, NotifySubscriptionRemoved};
+use steward_events::{
+    derive_key, Envelope, NotifySubscriptionAdded, NotifySubscriptionRemoved,
+    PlaybookApprovalDecided,
+};
 use steward_log::EventLog;
 use steward_store::sqlx;
 use teloxide_core::types::{MaybeInaccessibleMessage, Update, UpdateKind};
@@ -31,6 +35,8 @@ pub const HELP: &str = "Steward's bot. Commands:\n\
 /queue: Safe transactions waiting for signatures\n\
 /subscribe <severity|topic>: hear notifications of that severity and above (info, low, medium, high, critical), or of a topic (a template or channel name)\n\
 /unsubscribe [severity|topic]: stop hearing them (all of them, without an argument)\n\
+/approve <run> <step>: approve a playbook's approval step (if you are one of its approvers)\n\
+/deny <run> <step> [reason]: deny it\n\
 /help: this text";
 
 pub const REFUSAL: &str = "Sorry, this bot only talks to Steward's operators.";
@@ -308,6 +314,55 @@ impl Bot {
                     format!("Unsubscribed from {arg}.")
                 };
                 (plain(&text), Vec::new())
+            }
+            "approve" | "deny" => {
+                let mut words = arg.split_whitespace();
+                let (run, step) = (words.next(), words.next());
+                let reason: Vec<&str> = words.collect();
+                let valid = |w: &str| {
+                    !w.is_empty()
+                        && w.len() <= 64
+                        && w.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                };
+                let (Some(run), Some(step)) = (run, step) else {
+                    return Ok((
+                        plain(&format!(
+                            "Usage: /{cmd} <run> <step>, as the approval request says"
+                        )),
+                        Vec::new(),
+                    ));
+                };
+                if !valid(run) || !valid(step) {
+                    return Ok((
+                        plain(&format!(
+                            "Usage: /{cmd} <run> <step>, as the approval request says"
+                        )),
+                        Vec::new(),
+                    ));
+                }
+                let approved = cmd == "approve";
+                self.append(
+                    &PlaybookApprovalDecided {
+                        run_key: run.to_owned(),
+                        step: step.to_owned(),
+                        approved,
+                        via: "telegram".into(),
+                        telegram_user_id: user,
+                        chat_id: Some(chat),
+                        reason: (!reason.is_empty())
+                            .then(|| reason.join(" ").chars().take(500).collect()),
+                    },
+                    update_key,
+                )
+                .await?;
+                (
+                    plain(&format!(
+                        "Recorded: you {} step {step} of run {run}. It counts if you are one of the step's approvers and the step still waits.",
+                        if approved { "approved" } else { "denied" }
+                    )),
+                    Vec::new(),
+                )
             }
             "status" => (
                 markup::to_telegram(&self.status(chat).await?, mode),

@@ -418,6 +418,66 @@ pub fn dead_letter_request(config: &Config, d: &LogEventDeadLettered) -> NotifyR
     }
 }
 
+/// A request with `include_status: true` (a playbook's daily digest) gets what the notifier's
+/// read models hold, as of this point in the log: `pending_safe_txs`, `open_risks` and
+/// `failed_deliveries` (the last day's), up to 30 of each.
+async fn with_status(
+    tx: &mut Transaction<'_, Any>,
+    mut req: NotifyRequested,
+    now: i64,
+) -> Result<NotifyRequested, ApplyError> {
+    let rows = sqlx::query(
+        "SELECT safe, nonce, reason, confirmations, threshold, safe_tx_hash, ready FROM notifier_safe_txs ORDER BY safe, nonce LIMIT 30",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut safe_txs = Vec::new();
+    for r in &rows {
+        safe_txs.push(serde_json::json!({
+            "safe": r.try_get::<String, _>(0)?,
+            "nonce": r.try_get::<i64, _>(1)?,
+            "reason": r.try_get::<String, _>(2)?,
+            "confirmations": r.try_get::<i64, _>(3)?,
+            "threshold": r.try_get::<i64, _>(4)?,
+            "safe_tx_hash": r.try_get::<String, _>(5)?,
+            "ready": r.try_get::<i64, _>(6)? != 0,
+        }));
+    }
+    let rows = sqlx::query(
+        "SELECT kind, severity, summary FROM notifier_risks ORDER BY updated_at_ms DESC LIMIT 30",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut risks = Vec::new();
+    for r in &rows {
+        risks.push(serde_json::json!({
+            "kind": r.try_get::<String, _>(0)?,
+            "severity": r.try_get::<String, _>(1)?,
+            "summary": r.try_get::<String, _>(2)?,
+        }));
+    }
+    let rows = sqlx::query(
+        "SELECT channel, attempts, error FROM notifier_failures WHERE failed_at_ms >= $1 ORDER BY failed_at_ms DESC LIMIT 30",
+    )
+    .bind(now - 24 * 3600 * 1000)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut failures = Vec::new();
+    for r in &rows {
+        failures.push(serde_json::json!({
+            "channel": r.try_get::<String, _>(0)?,
+            "attempts": r.try_get::<i64, _>(1)?,
+            "error": r.try_get::<String, _>(2)?,
+        }));
+    }
+    req.context
+        .insert("pending_safe_txs".into(), Value::Array(safe_txs));
+    req.context.insert("open_risks".into(), Value::Array(risks));
+    req.context
+        .insert("failed_deliveries".into(), Value::Array(failures));
+    Ok(req)
+}
+
 fn short(s: &str) -> String {
     crate::templates::shorten(s)
 }
@@ -436,6 +496,12 @@ impl Projection for NotifierProjection {
         let now = (self.now_ms)();
         let chain = env.chain_id;
         match event {
+            Event::NotifyRequested(req)
+                if req.context.get("include_status") == Some(&Value::Bool(true)) =>
+            {
+                let req = with_status(tx, req, now).await?;
+                self.enqueue(tx, env, &req).await?
+            }
             Event::NotifyRequested(req) => self.enqueue(tx, env, &req).await?,
             Event::LogEventDeadLettered(d) => {
                 let req = dead_letter_request(&self.config, &d);

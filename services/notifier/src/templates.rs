@@ -55,7 +55,16 @@ macro_rules! builtin {
     };
 }
 
-builtin!("default", "dead_letter", "digest", "liquidation", "safe_tx");
+builtin!(
+    "default",
+    "dead_letter",
+    "digest",
+    "liquidation",
+    "safe_tx",
+    "approval",
+    "safe_tx_review",
+    "daily_digest",
+);
 
 /// Where links point: per-chain explorers (from `chains:`), a default explorer, the signing
 /// page.
