@@ -17,16 +17,43 @@ use crate::playbook::{self, CheckContext, Playbook};
 /// pool, the others to other event types, each with a condition.
 pub fn playbook_text(i: usize) -> String {
     let (pattern, cond) = match i % 10 {
-        0 => ("risk.position.liquidatable", format!("event.data.active && event.data.pool == '0x{:040x}'", i + 1)),
-        1 => ("risk.oracle.*", format!("event.data.active && event.data.asset == 'asset{i}'")),
-        2 => ("risk.position.*", format!("event.data.active && event.data.user == '0x{:040x}'", i + 7)),
-        3 => ("chain.state.observed", format!("event.data.function == 'state(uint256)' && event.data.value['0'] == '{i}'")),
+        0 => (
+            "risk.position.liquidatable",
+            format!("event.data.active && event.data.pool == '0x{:040x}'", i + 1),
+        ),
+        1 => (
+            "risk.oracle.*",
+            format!("event.data.active && event.data.asset == 'asset{i}'"),
+        ),
+        2 => (
+            "risk.position.*",
+            format!("event.data.active && event.data.user == '0x{:040x}'", i + 7),
+        ),
+        3 => (
+            "chain.state.observed",
+            format!("event.data.function == 'state(uint256)' && event.data.value['0'] == '{i}'"),
+        ),
         4 => ("risk.safe.drift", "event.data.active".to_owned()),
-        5 => ("risk.operator_set.assessed", format!("size(event.data.breaches) > {i}")),
-        6 => ("chain.log.observed", format!("event.data.event == 'Event{i}'")),
-        7 => ("risk.oracle.deviation", format!("event.data.deviation_bps > {}", 10_000 + i)),
-        8 => ("safe.tx.executed", format!("event.data.nonce == {}", 1_000_000 + i)),
-        _ => ("risk.operator.slashed", format!("event.data.operator == 'op{i}'")),
+        5 => (
+            "risk.operator_set.assessed",
+            format!("size(event.data.breaches) > {i}"),
+        ),
+        6 => (
+            "chain.log.observed",
+            format!("event.data.event == 'Event{i}'"),
+        ),
+        7 => (
+            "risk.oracle.deviation",
+            format!("event.data.deviation_bps > {}", 10_000 + i),
+        ),
+        8 => (
+            "safe.tx.executed",
+            format!("event.data.nonce == {}", 1_000_000 + i),
+        ),
+        _ => (
+            "risk.operator.slashed",
+            format!("event.data.operator == 'op{i}'"),
+        ),
     };
     format!(
         "name: bench-{i}\non:\n  - event: {pattern}\n    where: \"{cond}\"\ndedup: \"{{{{event.key}}}}\"\nsteps:\n  - id: tell\n    notify:\n      channels: [ops]\n      severity: high\n      context:\n        user: \"{{{{event.data.user}}}}\"\n"
@@ -36,8 +63,21 @@ pub fn playbook_text(i: usize) -> String {
 pub fn playbooks(n: usize) -> anyhow::Result<Vec<Playbook>> {
     (0..n)
         .map(|i| {
-            playbook::parse(&playbook_text(i), &format!("bench-{i}.yaml"), &MapEnv::new(), &CheckContext::default())
-                .map_err(|e| anyhow::anyhow!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+            playbook::parse(
+                &playbook_text(i),
+                &format!("bench-{i}.yaml"),
+                &MapEnv::new(),
+                &CheckContext::default(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })
         })
         .collect()
 }
@@ -123,7 +163,8 @@ pub async fn latency(n: usize, samples: usize, rate: f64) -> anyhow::Result<Vec<
         "playbooks: {folder: playbooks}\nnotify:\n  channels:\n    - {name: ops, telegram: {chats: [1]}}\n",
         dir.path(),
     )?;
-    let mut h = crate::harness::Harness::start(dir.path(), cfg, Arc::new(crate::SystemClock)).await?;
+    let mut h =
+        crate::harness::Harness::start(dir.path(), cfg, Arc::new(crate::SystemClock)).await?;
     let log = h.log.clone();
     // The request a trigger causes: derived from the run (derived from the event) by the step.
     let expected = |e: &Envelope| derive_key(&derive_key(&e.key, "playbook/bench-0"), "step/tell");
@@ -136,7 +177,9 @@ pub async fn latency(n: usize, samples: usize, rate: f64) -> anyhow::Result<Vec<
             let mut next = start_seq;
             let deadline = Instant::now() + Duration::from_secs(120);
             while seen.len() < samples && Instant::now() < deadline {
-                let batch = log.read(next, &["notify.requested".to_owned()], 1000).await?;
+                let batch = log
+                    .read(next, &["notify.requested".to_owned()], 1000)
+                    .await?;
                 let at = Instant::now();
                 for s in &batch {
                     next = s.sequence + 1;
@@ -166,7 +209,11 @@ pub async fn latency(n: usize, samples: usize, rate: f64) -> anyhow::Result<Vec<
         .into_iter()
         .filter_map(|(k, at)| sent.get(&k).map(|s| at.duration_since(*s)))
         .collect();
-    anyhow::ensure!(lat.len() == samples, "{} of {samples} requests arrived", lat.len());
+    anyhow::ensure!(
+        lat.len() == samples,
+        "{} of {samples} requests arrived",
+        lat.len()
+    );
     lat.sort();
     Ok(lat)
 }

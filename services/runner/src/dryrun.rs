@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use steward_config::{ConfigError, Document, MapEnv};
-use steward_events::{Envelope, NotifyRequested, PlaybookRunStarted, PlaybookStepCompleted, PlaybookStepFailed, PlaybookRunFinished, Payload};
+use steward_events::{
+    Envelope, NotifyRequested, Payload, PlaybookRunFinished, PlaybookRunStarted,
+    PlaybookStepCompleted, PlaybookStepFailed,
+};
 
 use crate::engine::{Approvers, Engine, Note};
 use crate::playbook::Playbook;
@@ -34,7 +37,8 @@ pub fn read_events(text: &str, file: &str) -> Result<Vec<Input>, String> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        let v: Value = serde_json::from_str(l).map_err(|e| format!("{file}:{}:{}: not JSON: {e}", i + 1, e.column()))?;
+        let v: Value = serde_json::from_str(l)
+            .map_err(|e| format!("{file}:{}:{}: not JSON: {e}", i + 1, e.column()))?;
         if let Some(t) = v.get("advance_to") {
             let t = t.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).ok_or_else(|| {
                 format!("{file}:{}:1: advance_to: expected an RFC 3339 time such as 2026-01-02T09:00:00Z", i + 1)
@@ -42,7 +46,8 @@ pub fn read_events(text: &str, file: &str) -> Result<Vec<Input>, String> {
             out.push(Input::AdvanceTo(t.with_timezone(&Utc)));
             continue;
         }
-        let e = Envelope::from_json(l.as_bytes()).map_err(|e| format!("{file}:{}:1: not an event envelope: {e}", i + 1))?;
+        let e = Envelope::from_json(l.as_bytes())
+            .map_err(|e| format!("{file}:{}:1: not an event envelope: {e}", i + 1))?;
         if let Err(err) = e.decode() {
             return Err(format!("{file}:{}:1: {err}", i + 1));
         }
@@ -79,7 +84,9 @@ pub struct Outcome {
 impl Outcome {
     /// The effects (requests to other services), in order.
     pub fn effects(&self) -> impl Iterator<Item = &Envelope> {
-        self.emitted.iter().filter(|e| !e.event_type.starts_with("playbook."))
+        self.emitted
+            .iter()
+            .filter(|e| !e.event_type.starts_with("playbook."))
     }
 }
 
@@ -182,8 +189,18 @@ fn fmt_time(t: DateTime<Utc>) -> String {
 fn describe(e: &Envelope, templates: Option<&steward_notifier::Templates>, out: &mut String) {
     let short = |k: &str| k.chars().take(12).collect::<String>();
     if let Ok(p) = e.payload::<PlaybookRunStarted>() {
-        let _ = writeln!(out, "  ▶ run {} of `{}` started ({}, version {}){}", short(&p.run_key), p.playbook, p.trigger, short(&p.version),
-            p.dedup_key.as_ref().map(|k| format!(", key `{k}`")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  ▶ run {} of `{}` started ({}, version {}){}",
+            short(&p.run_key),
+            p.playbook,
+            p.trigger,
+            short(&p.version),
+            p.dedup_key
+                .as_ref()
+                .map(|k| format!(", key `{k}`"))
+                .unwrap_or_default()
+        );
     } else if let Ok(p) = e.payload::<PlaybookStepCompleted>() {
         if p.output.get("skipped").and_then(Value::as_bool) == Some(true) {
             let _ = writeln!(out, "    step `{}` skipped (`when` was false)", p.step);
@@ -194,34 +211,67 @@ fn describe(e: &Envelope, templates: Option<&steward_notifier::Templates>, out: 
             let _ = writeln!(out, "      set {vars}");
         }
         if let Some(ev) = p.output.get("event") {
-            let _ = writeln!(out, "      matched {} {}", ev.get("type").and_then(Value::as_str).unwrap_or("?"), ev.get("key").and_then(Value::as_str).unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "      matched {} {}",
+                ev.get("type").and_then(Value::as_str).unwrap_or("?"),
+                ev.get("key").and_then(Value::as_str).unwrap_or("?")
+            );
         }
         if let Some(a) = p.output.get("approvers") {
             let _ = writeln!(out, "      approved by {a}");
         }
         if let Some(decoded) = p.output.get("decoded").and_then(Value::as_array) {
             for (i, c) in decoded.iter().enumerate() {
-                let _ = writeln!(out, "      call {}: {} on {} with {}, value {} wei", i + 1,
+                let _ = writeln!(
+                    out,
+                    "      call {}: {} on {} with {}, value {} wei",
+                    i + 1,
                     c.get("function").and_then(Value::as_str).unwrap_or("?"),
                     c.get("to").and_then(Value::as_str).unwrap_or("?"),
                     c.get("args").cloned().unwrap_or(Value::Null),
-                    c.get("value").and_then(Value::as_str).unwrap_or("0"));
+                    c.get("value").and_then(Value::as_str).unwrap_or("0")
+                );
             }
         }
     } else if let Ok(p) = e.payload::<PlaybookStepFailed>() {
-        let _ = writeln!(out, "    step `{}` failed (attempt {}): {}{}", p.step, p.attempt, p.error, if p.will_retry { "; will retry" } else { "" });
+        let _ = writeln!(
+            out,
+            "    step `{}` failed (attempt {}): {}{}",
+            p.step,
+            p.attempt,
+            p.error,
+            if p.will_retry { "; will retry" } else { "" }
+        );
     } else if let Ok(p) = e.payload::<PlaybookRunFinished>() {
         let _ = writeln!(out, "  ■ run {} {}", short(&p.run_key), p.outcome);
     } else if let Ok(n) = e.payload::<NotifyRequested>() {
-        let _ = writeln!(out, "    → {} to [{}], {:?}, template `{}` (key {})", NotifyRequested::TYPE, n.channels.join(", "), n.severity, n.template, short(&e.key));
+        let _ = writeln!(
+            out,
+            "    → {} to [{}], {:?}, template `{}` (key {})",
+            NotifyRequested::TYPE,
+            n.channels.join(", "),
+            n.severity,
+            n.template,
+            short(&e.key)
+        );
         if let Some(t) = templates {
             let mut ctx = n.context.clone();
-            ctx.insert("severity".into(), serde_json::to_value(n.severity).unwrap_or(Value::Null));
+            ctx.insert(
+                "severity".into(),
+                serde_json::to_value(n.severity).unwrap_or(Value::Null),
+            );
             ctx.insert("template".into(), Value::String(n.template.clone()));
             ctx.insert("fields".into(), Value::Object(n.context.clone()));
-            ctx.insert("channel".into(), Value::String(n.channels.first().cloned().unwrap_or_default()));
+            ctx.insert(
+                "channel".into(),
+                Value::String(n.channels.first().cloned().unwrap_or_default()),
+            );
             ctx.insert("time".into(), Value::String(fmt_time(e.time)));
-            ctx.insert("correlation_id".into(), Value::String(e.correlation_id.to_string()));
+            ctx.insert(
+                "correlation_id".into(),
+                Value::String(e.correlation_id.to_string()),
+            );
             if let Some(c) = e.chain_id {
                 ctx.insert("chain_id".into(), Value::from(c));
             }
@@ -240,7 +290,15 @@ fn describe(e: &Envelope, templates: Option<&steward_notifier::Templates>, out: 
         }
     } else {
         let data: Value = serde_json::from_str(e.data.get()).unwrap_or(Value::Null);
-        let _ = writeln!(out, "    → {} (key {}{}): {data}", e.event_type, short(&e.key), e.chain_id.map(|c| format!(", chain {c}")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "    → {} (key {}{}): {data}",
+            e.event_type,
+            short(&e.key),
+            e.chain_id
+                .map(|c| format!(", chain {c}"))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -258,7 +316,11 @@ pub fn parse_from(s: &str) -> Result<ReplayFrom, String> {
     }
     DateTime::parse_from_rfc3339(s)
         .map(|t| ReplayFrom::Time(t.with_timezone(&Utc)))
-        .map_err(|_| format!("`{s}` is neither a sequence number nor an RFC 3339 time (2026-01-02T09:00:00Z)"))
+        .map_err(|_| {
+            format!(
+                "`{s}` is neither a sequence number nor an RFC 3339 time (2026-01-02T09:00:00Z)"
+            )
+        })
 }
 
 // ------------------------------------------------------------------ expectations
@@ -306,7 +368,11 @@ pub fn compare(outcome: &Outcome, want: &Expectation) -> Vec<String> {
     let mut diffs = Vec::new();
     if let Some(runs) = &want.runs {
         if runs.len() != outcome.runs.len() {
-            diffs.push(format!("expected {} run(s), got {}", runs.len(), outcome.runs.len()));
+            diffs.push(format!(
+                "expected {} run(s), got {}",
+                runs.len(),
+                outcome.runs.len()
+            ));
         }
         for (i, (w, g)) in runs.iter().zip(&outcome.runs).enumerate() {
             let mut field = |name: &str, want: &Option<String>, got: &str| {
@@ -319,7 +385,11 @@ pub fn compare(outcome: &Outcome, want: &Expectation) -> Vec<String> {
             field("playbook", &w.playbook, &g.playbook);
             field("trigger", &w.trigger, &g.trigger);
             field("outcome", &w.outcome, &g.outcome);
-            for (name, want, got) in [("steps", &w.steps, &g.steps), ("skipped", &w.skipped, &g.skipped), ("failed", &w.failed, &g.failed)] {
+            for (name, want, got) in [
+                ("steps", &w.steps, &g.steps),
+                ("skipped", &w.skipped, &g.skipped),
+                ("failed", &w.failed, &g.failed),
+            ] {
                 if let Some(w) = want {
                     if w != got {
                         diffs.push(format!("run {}: expected {name} {w:?}, got {got:?}", i + 1));
@@ -335,23 +405,39 @@ pub fn compare(outcome: &Outcome, want: &Expectation) -> Vec<String> {
                 "expected {} effect(s), got {}: {}",
                 effects.len(),
                 got.len(),
-                got.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>().join(", ")
+                got.iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         for (i, (w, g)) in effects.iter().zip(got).enumerate() {
             if w.kind != g.event_type {
-                diffs.push(format!("effect {}: expected type `{}`, got `{}`", i + 1, w.kind, g.event_type));
+                diffs.push(format!(
+                    "effect {}: expected type `{}`, got `{}`",
+                    i + 1,
+                    w.kind,
+                    g.event_type
+                ));
                 continue;
             }
             if let Some(c) = &w.chain_id {
                 let got = g.chain_id.map(|c| c.to_string()).unwrap_or_default();
                 if *c != got {
-                    diffs.push(format!("effect {}: expected chain_id `{c}`, got `{got}`", i + 1));
+                    diffs.push(format!(
+                        "effect {}: expected chain_id `{c}`, got `{got}`",
+                        i + 1
+                    ));
                 }
             }
             if let Some(d) = &w.data {
                 let actual: Value = serde_json::from_str(g.data.get()).unwrap_or(Value::Null);
-                subset(d, &actual, &format!("effect {} ({}) data", i + 1, g.event_type), &mut diffs);
+                subset(
+                    d,
+                    &actual,
+                    &format!("effect {} ({}) data", i + 1, g.event_type),
+                    &mut diffs,
+                );
             }
         }
     }
@@ -379,13 +465,19 @@ fn subset(want: &Value, got: &Value, at: &str, diffs: &mut Vec<String>) {
             for (k, wv) in w {
                 match g.get(k) {
                     Some(gv) => subset(wv, gv, &format!("{at}.{k}"), diffs),
-                    None => diffs.push(format!("{at}.{k}: expected {wv}, but there is no such field")),
+                    None => diffs.push(format!(
+                        "{at}.{k}: expected {wv}, but there is no such field"
+                    )),
                 }
             }
         }
         (Value::Array(w), Value::Array(g)) => {
             if w.len() != g.len() {
-                diffs.push(format!("{at}: expected {} item(s), got {}", w.len(), g.len()));
+                diffs.push(format!(
+                    "{at}: expected {} item(s), got {}",
+                    w.len(),
+                    g.len()
+                ));
             }
             for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
                 subset(wv, gv, &format!("{at}[{i}]"), diffs);

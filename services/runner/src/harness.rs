@@ -16,7 +16,11 @@ use crate::Clock;
 /// A configuration from YAML text, with relative paths resolved against `base`.
 pub fn config(yaml: &str, base: &Path) -> anyhow::Result<Config> {
     let doc = Document::parse(yaml, "steward.yaml", &MapEnv::new())?;
-    Ok(Config::from_document_checked(&doc, base.to_path_buf(), &crate::check_config)?)
+    Ok(Config::from_document_checked(
+        &doc,
+        base.to_path_buf(),
+        &crate::check_config,
+    )?)
 }
 
 /// A running runner.
@@ -33,9 +37,11 @@ pub struct Harness {
 impl Harness {
     /// Opens the log and the store in `dir` (kept across restarts) and starts the runner.
     pub async fn start(dir: &Path, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let log: Arc<dyn EventLog> =
-            Arc::new(steward_log::embedded::EmbeddedLog::open(&dir.join("events.db"), "steward").await?);
-        let store = Store::connect(&format!("sqlite://{}", dir.join("steward.db").display()), 4).await?;
+        let log: Arc<dyn EventLog> = Arc::new(
+            steward_log::embedded::EmbeddedLog::open(&dir.join("events.db"), "steward").await?,
+        );
+        let store =
+            Store::connect(&format!("sqlite://{}", dir.join("steward.db").display()), 4).await?;
         let mut h = Self {
             dir: dir.to_path_buf(),
             log,

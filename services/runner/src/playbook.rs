@@ -844,7 +844,13 @@ impl Checker<'_> {
                 Ok(c) => Some(c),
                 Err(e) => {
                     let e = e.to_string();
-                    let e = e.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('^')).unwrap_or("not a cron expression").to_owned();
+                    let e = e
+                        .lines()
+                        .rev()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty() && !l.starts_with('^'))
+                        .unwrap_or("not a cron expression")
+                        .to_owned();
                     self.invalid(
                         &format!("{p}.schedule"),
                         s,

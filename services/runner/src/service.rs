@@ -110,16 +110,16 @@ pub fn files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads every playbook of `dir`: the ones that load, and every problem of those that do not
 /// (two files with one name is a problem of the second).
-pub fn load_folder(
-    dir: &std::path::Path,
-    ctx: &CheckContext<'_>,
-) -> (Vec<Playbook>, Vec<String>) {
+pub fn load_folder(dir: &std::path::Path, ctx: &CheckContext<'_>) -> (Vec<Playbook>, Vec<String>) {
     let mut ok: Vec<Playbook> = Vec::new();
     let mut problems = Vec::new();
     let list = match files(dir) {
         Ok(l) => l,
         Err(e) => {
-            problems.push(format!("{}: cannot read the playbooks folder: {e}", dir.display()));
+            problems.push(format!(
+                "{}: cannot read the playbooks folder: {e}",
+                dir.display()
+            ));
             return (ok, problems);
         }
     };
@@ -135,7 +135,10 @@ pub fn load_folder(
         match playbook::parse(&text, &shown, &SystemEnv, ctx) {
             Ok(pb) => {
                 if let Some(other) = ok.iter().find(|o| o.name == pb.name) {
-                    problems.push(format!("{shown}: name: `{}` is already the name of {}", pb.name, other.file));
+                    problems.push(format!(
+                        "{shown}: name: `{}` is already the name of {}",
+                        pb.name, other.file
+                    ));
                 } else {
                     ok.push(pb);
                 }
@@ -151,7 +154,11 @@ fn fingerprint(dir: &std::path::Path) -> BTreeMap<PathBuf, String> {
     files(dir)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, playbook::version_of(&t))))
+        .filter_map(|p| {
+            std::fs::read_to_string(&p)
+                .ok()
+                .map(|t| (p, playbook::version_of(&t)))
+        })
         .collect()
 }
 
@@ -168,14 +175,21 @@ async fn rebuild(ctx: &ServiceContext, now: DateTime<Utc>) -> anyhow::Result<Sta
     };
     let recompile = |text: &str, file: &str| -> Result<Playbook, String> {
         playbook::parse(text, file, &SystemEnv, &check).map_err(|e| {
-            e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         })
     };
     let mut engine = Engine::new(approvers(&config));
     let position = store::load(&ctx.store, &mut engine, &recompile).await?;
-    let (position, folded) = store::replay_tail(&ctx.log, &ctx.store, &mut engine, position, &recompile).await?;
+    let (position, folded) =
+        store::replay_tail(&ctx.log, &ctx.store, &mut engine, position, &recompile).await?;
     if folded > 0 {
-        tracing::info!(events = folded, "folded the runner's events that the store had not recorded (an interrupted batch)");
+        tracing::info!(
+            events = folded,
+            "folded the runner's events that the store had not recorded (an interrupted batch)"
+        );
     }
     if let Some(dir) = folder(&config) {
         let (pbs, problems) = load_folder(&dir, &check);
@@ -216,7 +230,8 @@ impl State {
         for p in &problems {
             tracing::error!(problem = %p, "playbook not reloaded: the version loaded before stays in use");
         }
-        let mut names: std::collections::BTreeSet<String> = pbs.iter().map(|p| p.name.clone()).collect();
+        let mut names: std::collections::BTreeSet<String> =
+            pbs.iter().map(|p| p.name.clone()).collect();
         // A file that no longer loads keeps its last good version.
         for pb in self.engine.current() {
             if problems.iter().any(|p| p.starts_with(&pb.file)) {
@@ -277,11 +292,16 @@ impl Service for Runner {
         let dir = folder(&config);
         let mut state = rebuild(&ctx, clock.now()).await?;
         match &dir {
-            None => tracing::info!("no `playbooks.folder` in the configuration: the runner runs no playbooks"),
-            Some(d) => tracing::info!(folder = %d.display(), playbooks = state.engine.current().count(),
-                runs_in_flight = state.engine.runs().count(), "playbooks loaded"),
+            None => tracing::info!(
+                "no `playbooks.folder` in the configuration: the runner runs no playbooks"
+            ),
+            Some(d) => {
+                tracing::info!(folder = %d.display(), playbooks = state.engine.current().count(),
+                runs_in_flight = state.engine.runs().count(), "playbooks loaded")
+            }
         }
-        let spec = steward_runtime::archiver::consumer_spec(&ctx, NAME).deliver_from(DeliverFrom::New);
+        let spec =
+            steward_runtime::archiver::consumer_spec(&ctx, NAME).deliver_from(DeliverFrom::New);
         let sub = Subscription::open(ctx.log.clone(), spec, ctx.metrics.clone()).await?;
         state.engine.on_tick(clock.now());
         state.engine.resume_all(clock.now());
@@ -292,7 +312,11 @@ impl Service for Runner {
         let mut hup = hangups();
         let reload_every = config.playbooks.reload_interval;
         let mut seen = dir.as_deref().map(fingerprint).unwrap_or_default();
-        let mut reload_tick = tokio::time::interval(if reload_every.is_zero() { Duration::from_secs(3600) } else { reload_every });
+        let mut reload_tick = tokio::time::interval(if reload_every.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            reload_every
+        });
         reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reload_tick.tick().await;
         loop {

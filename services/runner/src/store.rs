@@ -34,7 +34,9 @@ pub async fn save(store: &Store, engine: &mut Engine, position: Option<u64>) -> 
     let now = chrono::Utc::now().timestamp_millis();
     let mut tx = store.begin().await?;
     for v in &dirty.versions {
-        let Some(pb) = engine.version(v) else { continue };
+        let Some(pb) = engine.version(v) else {
+            continue;
+        };
         sqlx::query(
             "INSERT INTO runner_versions (version, playbook, file, source, loaded_at_ms) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (version) DO NOTHING",
@@ -48,7 +50,9 @@ pub async fn save(store: &Store, engine: &mut Engine, position: Option<u64>) -> 
         .await?;
     }
     for key in &dirty.runs {
-        let Some(run) = engine.any_run(key) else { continue };
+        let Some(run) = engine.any_run(key) else {
+            continue;
+        };
         let status = run.outcome.clone().unwrap_or_else(|| "running".to_owned());
         sqlx::query(
             "INSERT INTO runner_runs (run_key, playbook, version, status, events, started_at_ms, updated_at_ms) \
@@ -66,7 +70,9 @@ pub async fn save(store: &Store, engine: &mut Engine, position: Option<u64>) -> 
         .await?;
     }
     for k in &dirty.keys {
-        let Some((last, active)) = engine.key_state(k) else { continue };
+        let Some((last, active)) = engine.key_state(k) else {
+            continue;
+        };
         sqlx::query(
             "INSERT INTO runner_keys (playbook, dedup_key, last_started_ms, active_run) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (playbook, dedup_key) DO UPDATE SET last_started_ms = excluded.last_started_ms, active_run = excluded.active_run",
@@ -79,7 +85,9 @@ pub async fn save(store: &Store, engine: &mut Engine, position: Option<u64>) -> 
         .await?;
     }
     for s in &dirty.schedules {
-        let Some(last) = engine.schedule_state(s) else { continue };
+        let Some(last) = engine.schedule_state(s) else {
+            continue;
+        };
         sqlx::query(
             "INSERT INTO runner_schedules (playbook, trigger_index, last_fire_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (playbook, trigger_index) DO UPDATE SET last_fire_ms = excluded.last_fire_ms",
@@ -105,7 +113,12 @@ pub async fn save(store: &Store, engine: &mut Engine, position: Option<u64>) -> 
     Ok(())
 }
 
-async fn load_version(store: &Store, engine: &mut Engine, version: &str, recompile: Recompile<'_>) -> anyhow::Result<()> {
+async fn load_version(
+    store: &Store,
+    engine: &mut Engine,
+    version: &str,
+    recompile: Recompile<'_>,
+) -> anyhow::Result<()> {
     if engine.has_version(version) {
         return Ok(());
     }
@@ -114,21 +127,32 @@ async fn load_version(store: &Store, engine: &mut Engine, version: &str, recompi
         .fetch_optional(store.pool())
         .await?;
     let Some(row) = row else {
-        tracing::error!(version, "a run holds a playbook version the store does not have");
+        tracing::error!(
+            version,
+            "a run holds a playbook version the store does not have"
+        );
         return Ok(());
     };
     let source: String = row.try_get(0)?;
     let file: String = row.try_get(1)?;
     match recompile(&source, &file) {
         Ok(pb) if pb.version == version => engine.add_version(pb),
-        Ok(pb) => tracing::error!(version, got = %pb.version, file, "a stored playbook version compiles to another version"),
-        Err(e) => tracing::error!(version, file, error = %e, "a stored playbook version no longer compiles; its runs cannot go on"),
+        Ok(pb) => {
+            tracing::error!(version, got = %pb.version, file, "a stored playbook version compiles to another version")
+        }
+        Err(e) => {
+            tracing::error!(version, file, error = %e, "a stored playbook version no longer compiles; its runs cannot go on")
+        }
     }
     Ok(())
 }
 
 /// Loads the stored state into `engine`; returns the log position it reaches.
-pub async fn load(store: &Store, engine: &mut Engine, recompile: Recompile<'_>) -> anyhow::Result<u64> {
+pub async fn load(
+    store: &Store,
+    engine: &mut Engine,
+    recompile: Recompile<'_>,
+) -> anyhow::Result<u64> {
     let pool = store.pool();
     let versions = sqlx::query("SELECT DISTINCT version FROM runner_runs WHERE status = 'running'")
         .fetch_all(pool)
@@ -143,9 +167,11 @@ pub async fn load(store: &Store, engine: &mut Engine, recompile: Recompile<'_>) 
     {
         engine.mark_finished(r.try_get(0)?);
     }
-    for r in sqlx::query("SELECT events FROM runner_runs WHERE status = 'running' ORDER BY started_at_ms")
-        .fetch_all(pool)
-        .await?
+    for r in sqlx::query(
+        "SELECT events FROM runner_runs WHERE status = 'running' ORDER BY started_at_ms",
+    )
+    .fetch_all(pool)
+    .await?
     {
         let events: String = r.try_get(0)?;
         let events: Vec<Envelope> = serde_json::from_str(&events)?;
@@ -157,7 +183,12 @@ pub async fn load(store: &Store, engine: &mut Engine, recompile: Recompile<'_>) 
         .fetch_all(pool)
         .await?
     {
-        engine.restore_key(r.try_get(0)?, r.try_get(1)?, from_ms(r.try_get(2)?), r.try_get(3)?);
+        engine.restore_key(
+            r.try_get(0)?,
+            r.try_get(1)?,
+            from_ms(r.try_get(2)?),
+            r.try_get(3)?,
+        );
     }
     for r in sqlx::query("SELECT playbook, trigger_index, last_fire_ms FROM runner_schedules")
         .fetch_all(pool)

@@ -11,7 +11,9 @@ use steward_log::{EventLog, LogMetrics, MeteredLog};
 use steward_runtime::{serve_http, HttpState, Readiness, Service, ServiceContext, Supervisor};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, PlaybookCommand, RunArgs, WatchCommand};
+use crate::cli::{
+    BenchCommand, Cli, Command, ConfigCommand, PlaybookCommand, RunArgs, WatchCommand,
+};
 
 pub enum CliError {
     /// Bad usage or configuration: the message says what to change.
@@ -175,23 +177,41 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-async fn playbook_command(config: Option<&Path>, cmd: PlaybookCommand) -> Result<ExitCode, CliError> {
+async fn playbook_command(
+    config: Option<&Path>,
+    cmd: PlaybookCommand,
+) -> Result<ExitCode, CliError> {
     use crate::playbook;
     match cmd {
         PlaybookCommand::Validate { files } => {
             let cfg = config.map(|p| load_config(Some(p))).transpose()?;
             playbook::validate(cfg.as_ref(), &files)
         }
-        PlaybookCommand::Test { file, events, expect } => {
+        PlaybookCommand::Test {
+            file,
+            events,
+            expect,
+        } => {
             let cfg = config.map(|p| load_config(Some(p))).transpose()?;
             playbook::test(cfg.as_ref(), &file, &events, expect.as_deref())
         }
-        PlaybookCommand::Replay { name, from, to, file, args } => {
+        PlaybookCommand::Replay {
+            name,
+            from,
+            to,
+            file,
+            args,
+        } => {
             let cfg = apply_overrides(load_config(config)?, &args)?;
             let from = playbook::parse_from(&from).map_err(CliError::Config)?;
             playbook::replay(&cfg, &name, file.as_deref(), from, to).await
         }
-        PlaybookCommand::Start { name, inputs, by, args } => {
+        PlaybookCommand::Start {
+            name,
+            inputs,
+            by,
+            args,
+        } => {
             let cfg = apply_overrides(load_config(config)?, &args)?;
             playbook::start(&cfg, &name, &inputs, by).await
         }

@@ -462,13 +462,22 @@ pub fn risk(
 
 /// `steward bench runner`: engine matching throughput with many playbooks loaded, and
 /// append-to-request latency through the runner service (embedded log, SQLite store).
-pub async fn runner(playbooks: usize, events: usize, samples: usize, rate: f64) -> anyhow::Result<()> {
+pub async fn runner(
+    playbooks: usize,
+    events: usize,
+    samples: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
     let (per_second, emitted) = steward_runner::bench::throughput(playbooks, events)?;
     println!(
         "runner engine: {events} events against {playbooks} playbooks: {per_second:.0} events/s ({emitted} events written: runs, steps, requests)"
     );
     let lat = steward_runner::bench::latency(playbooks, samples, rate).await?;
-    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
     println!(
         "runner service: {samples} triggering events at {rate}/s with {playbooks} playbooks, append -> notify.requested in the log: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pct(0.50).as_secs_f64() * 1000.0,

@@ -55,7 +55,11 @@ pub struct ApproverConfig {
 
 impl PlaybooksConfig {
     pub(crate) fn validate(&self, path: &str, v: &mut Validator<'_>) {
-        if self.folder.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+        if self
+            .folder
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
             v.invalid(
                 &join(path, "folder"),
                 "must not be empty: use `.` for the configuration file's directory",
@@ -64,7 +68,11 @@ impl PlaybooksConfig {
         for (name, a) in &self.approvers {
             let p = join(&join(path, "approvers"), name);
             if !is_token(name) {
-                v.invalid_got(&p, "an approver's name is letters, digits, `_` or `-`", name);
+                v.invalid_got(
+                    &p,
+                    "an approver's name is letters, digits, `_` or `-`",
+                    name,
+                );
             }
             if a.telegram_user_id.is_none() {
                 v.invalid(
