@@ -139,6 +139,7 @@ impl Service for Api {
             log: ctx.log.clone(),
             safes: safes(&ctx.config),
             answer_timeout: ctx.config.api.answer_timeout,
+            chain_ids: ctx.config.chains.iter().map(|c| c.chain_id).collect(),
             applied: applied.clone(),
         });
         let served = state.safes.len();

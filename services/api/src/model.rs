@@ -135,12 +135,12 @@ async fn record_outcome(
     Ok(())
 }
 
-/// `api:<sender>` names the owner who proposed through a Safe Transaction Service client.
+/// `api:<sender>` (or `api:<sender> (<client's origin>)`) names the owner who proposed
+/// through a Safe Transaction Service client.
 fn proposer_of(origin: Option<&str>) -> Option<String> {
-    let sender = origin?.strip_prefix("api:")?;
-    Address::from_str(sender.trim())
-        .ok()
-        .map(|a| a.to_checksum(None))
+    let rest = origin?.strip_prefix("api:")?;
+    let sender = rest.split_whitespace().next()?;
+    Address::from_str(sender).ok().map(|a| a.to_checksum(None))
 }
 
 impl ApiProjection {
@@ -234,6 +234,27 @@ impl ApiProjection {
         ensure_row(tx, &hash, at).await?;
         touch(tx, &hash, at).await?;
         advance_status(tx, &hash, status).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proposer_is_read_from_the_origin() {
+        let a = Address::repeat_byte(0xab);
+        let lower = format!("{a:#x}");
+        assert_eq!(
+            proposer_of(Some(&format!("api:{lower}"))),
+            Some(a.to_checksum(None))
+        );
+        assert_eq!(
+            proposer_of(Some(&format!("api:{lower} ({{\"url\":\"x\"}})"))),
+            Some(a.to_checksum(None))
+        );
+        assert_eq!(proposer_of(Some("rebalancer")), None);
+        assert_eq!(proposer_of(None), None);
     }
 }
 

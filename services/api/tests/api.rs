@@ -91,6 +91,7 @@ impl H {
         let port = free_port();
         let yaml = format!(
             "chains:\n  - name: local\n    chain_id: {CHAIN}\n    rpc: [{{url: \"{}/?key={RPC_SECRET}\"}}]\n\
+             \x20 - name: mainnet\n    chain_id: 1\n    rpc: [{{url: \"http://127.0.0.1:9\"}}]\n\
              safes:\n  - name: treasury\n    chain: local\n    address: \"{safe}\"\n    multi_send: \"{}\"\n    multi_send_call_only: \"{}\"\n    relayer: {{key: \"{RELAYER_KEY}\"}}\n\
              api:\n  listen: 127.0.0.1:{port}\n  answer_timeout: {answer_timeout}\n",
             anvil.url(),
@@ -184,6 +185,29 @@ impl H {
                     let mut out = Vec::new();
                     let (hash, owner, signature, safe) = match env.decode().unwrap() {
                         Event::SafeTxSubmitted(t) => {
+                            // The sender's own signature, or a refusal (as the safe service does).
+                            let hash = B256::from_str(&t.safe_tx_hash).unwrap();
+                            let raw = hex::decode(t.signature.trim_start_matches("0x")).unwrap();
+                            let signer = steward_safe::signature::parse(&raw, hash).unwrap().owner;
+                            if !signer.to_string().eq_ignore_ascii_case(&t.sender) {
+                                let detail = format!(
+                                    "the signature recovers to {signer}, not the sender {}",
+                                    t.sender
+                                );
+                                out.push(env.derive(
+                                    "safe",
+                                    "rejected",
+                                    &SafeSignatureRejected {
+                                        safe: t.safe,
+                                        safe_tx_hash: t.safe_tx_hash,
+                                        owner: Some(t.sender),
+                                        reason: "wrong_hash".into(),
+                                        detail,
+                                    },
+                                ));
+                                log.append(&out).await.unwrap();
+                                continue;
+                            }
                             let fresh = !r
                                 .signed
                                 .lock()
@@ -575,13 +599,24 @@ async fn refusals_are_answered_at_once_or_with_the_safe_services_reason() {
     let t = transfer(0);
     let hash = h.hash(&t);
 
-    // A hash computed for another chain: refused by the API, nothing is submitted.
+    // A hash computed for another configured chain, or for none: refused by the API, nothing
+    // is submitted.
     let other_chain = t.hash(1, h.safe, Version::Current);
     let (status, body) = h
         .post(
             &h.list_path(),
             &proposal(&t, other_chain, 0, &sign(0, other_chain)),
         )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["reason"], "wrong_chain");
+    assert!(
+        body["detail"].as_str().unwrap().contains("hash on chain 1"),
+        "{body}"
+    );
+    let nowhere = t.hash(5, h.safe, Version::Current);
+    let (status, body) = h
+        .post(&h.list_path(), &proposal(&t, nowhere, 0, &sign(0, nowhere)))
         .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["reason"], "wrong_hash");
@@ -598,18 +633,6 @@ async fn refusals_are_answered_at_once_or_with_the_safe_services_reason() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["reason"], "not_owner");
-    // A signature by another owner than the sender.
-    let (status, body) = h
-        .post(&h.list_path(), &proposal(&t, hash, 0, &sign(1, hash)))
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("does not match sender"),
-        "{body}"
-    );
     // Bytes that are no signature.
     let mut bad = sign(0, hash);
     bad.replace_range(bad.len() - 2.., "07");
@@ -620,6 +643,17 @@ async fn refusals_are_answered_at_once_or_with_the_safe_services_reason() {
         h.events("safe.tx.submitted").await.is_empty(),
         "refused proposals were submitted"
     );
+    // A signature by another owner than the sender: the safe service's refusal comes back.
+    let (status, body) = h
+        .post(&h.list_path(), &proposal(&t, hash, 0, &sign(1, hash)))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["reason"], "wrong_hash");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not the sender"),
+        "{body}"
+    );
+    assert_eq!(h.events("safe.tx.submitted").await.len(), 1);
 
     // A confirmation the safe service refuses: its reason and detail come back.
     let (status, _) = h
