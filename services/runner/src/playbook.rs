@@ -296,7 +296,9 @@ pub fn parse(
     ctx: &CheckContext<'_>,
 ) -> Result<Playbook, Vec<ConfigError>> {
     let doc = Document::parse(text, file, env).map_err(|e| vec![rewrite_step_kind(e)])?;
-    let d: PlaybookDoc = doc.deserialize().map_err(|e| vec![rewrite_step_kind(e)])?;
+    let d: PlaybookDoc = doc
+        .deserialize()
+        .map_err(|e| vec![rewrite_step_kind(place_unknown(&doc, e))])?;
     let mut c = Checker {
         doc: &doc,
         lines: text.lines().collect(),
@@ -310,6 +312,23 @@ pub fn parse(
         Ok(playbook.expect("a playbook is built whenever no error was found"))
     } else {
         Err(c.errors)
+    }
+}
+
+/// serde places an unknown field at the start of its mapping; the field's own line is more
+/// use to someone looking for it.
+fn place_unknown(doc: &Document, e: ConfigError) -> ConfigError {
+    if e.kind() != ErrorKind::UnknownField {
+        return e;
+    }
+    match doc.position_of(e.path()) {
+        Some(p) => ConfigError::new(
+            e.kind(),
+            steward_config::Origin::At(p.in_file(doc.file_name())),
+            e.path(),
+            e.message(),
+        ),
+        None => e,
     }
 }
 

@@ -14,8 +14,12 @@ fn root() -> PathBuf {
 }
 
 fn config() -> Config {
-    Config::load_checked(&root().join("tests/steward.yaml"), &SystemEnv, &steward_runner::check_config)
-        .expect("the test configuration loads")
+    Config::load_checked(
+        &root().join("tests/steward.yaml"),
+        &SystemEnv,
+        &steward_runner::check_config,
+    )
+    .expect("the test configuration loads")
 }
 
 fn shipped() -> Vec<PathBuf> {
@@ -25,22 +29,46 @@ fn shipped() -> Vec<PathBuf> {
 fn outcome(cfg: &Config, file: &Path) -> (dryrun::Outcome, dryrun::Expectation) {
     let name = file.file_stem().unwrap().to_str().unwrap().to_owned();
     let text = std::fs::read_to_string(file).unwrap();
-    let pb = playbook::parse(&text, &file.display().to_string(), &SystemEnv, &CheckContext::for_config(cfg))
-        .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")));
+    let pb = playbook::parse(
+        &text,
+        &file.display().to_string(),
+        &SystemEnv,
+        &CheckContext::for_config(cfg),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}: {}",
+            file.display(),
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
     let events_file = root().join(format!("tests/{name}.events.jsonl"));
     let expect_file = root().join(format!("tests/{name}.expect.yaml"));
-    let events = std::fs::read_to_string(&events_file).unwrap_or_else(|_| panic!("{name} has no recorded events ({})", events_file.display()));
-    let expect = std::fs::read_to_string(&expect_file).unwrap_or_else(|_| panic!("{name} has no expectation file ({})", expect_file.display()));
+    let events = std::fs::read_to_string(&events_file)
+        .unwrap_or_else(|_| panic!("{name} has no recorded events ({})", events_file.display()));
+    let expect = std::fs::read_to_string(&expect_file)
+        .unwrap_or_else(|_| panic!("{name} has no expectation file ({})", expect_file.display()));
     let inputs = dryrun::read_events(&events, &events_file.display().to_string()).unwrap();
     let templates = steward_notifier::Templates::load(cfg).unwrap();
-    let out = dryrun::run(vec![pb], &inputs, steward_runner::service::approvers(cfg), Some(&templates));
+    let out = dryrun::run(
+        vec![pb],
+        &inputs,
+        steward_runner::service::approvers(cfg),
+        Some(&templates),
+    );
     let want = dryrun::read_expectation(&expect, &expect_file.display().to_string()).unwrap();
     (out, want)
 }
 
 #[test]
 fn the_seven_playbooks_are_shipped() {
-    let names: Vec<String> = shipped().iter().map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned()).collect();
+    let names: Vec<String> = shipped()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         names,
         [
@@ -61,8 +89,18 @@ fn every_shipped_playbook_does_what_its_expectation_says_on_its_recorded_events(
     for file in shipped() {
         let (out, want) = outcome(&cfg, &file);
         let diffs = dryrun::compare(&out, &want);
-        assert!(diffs.is_empty(), "{}:\n{}\n\nreport:\n{}", file.display(), diffs.join("\n"), out.report);
-        assert!(!out.runs.is_empty(), "{}: the recorded events start no run", file.display());
+        assert!(
+            diffs.is_empty(),
+            "{}:\n{}\n\nreport:\n{}",
+            file.display(),
+            diffs.join("\n"),
+            out.report
+        );
+        assert!(
+            !out.runs.is_empty(),
+            "{}: the recorded events start no run",
+            file.display()
+        );
     }
 }
 
@@ -76,15 +114,29 @@ fn a_wrong_expectation_is_reported() {
     )
     .unwrap();
     let diffs = dryrun::compare(&out, &want);
-    assert!(diffs.iter().any(|d| d.contains("expected 1 run(s), got 2")), "{diffs:?}");
-    assert!(diffs.iter().any(|d| d.contains("expected outcome `failed`, got `succeeded`")), "{diffs:?}");
-    assert!(diffs.iter().any(|d| d.contains("debt_to_cover: expected \"1\", got \"4500000000\"")), "{diffs:?}");
+    assert!(
+        diffs.iter().any(|d| d.contains("expected 1 run(s), got 2")),
+        "{diffs:?}"
+    );
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains("expected outcome `failed`, got `succeeded`")),
+        "{diffs:?}"
+    );
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains("debt_to_cover: expected \"1\", got \"4500000000\"")),
+        "{diffs:?}"
+    );
 }
 
 #[test]
 fn the_committed_schema_is_up_to_date() {
     let path = root().join("playbook.schema.json");
-    let generated = serde_json::to_string_pretty(&steward_runner::format::json_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&steward_runner::format::json_schema()).unwrap() + "\n";
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).unwrap();
         return;
@@ -98,7 +150,20 @@ fn the_committed_schema_is_up_to_date() {
     let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
     assert_eq!(schema["title"], "Steward playbook");
     assert_eq!(schema["additionalProperties"], false);
-    for step_kind in ["notify", "queue_liquidation", "request_rebalance", "propose_safe_tx", "wait_for", "approval", "set"] {
-        assert!(schema["$defs"]["StepDoc"]["properties"].get(step_kind).is_some(), "{step_kind}");
+    for step_kind in [
+        "notify",
+        "queue_liquidation",
+        "request_rebalance",
+        "propose_safe_tx",
+        "wait_for",
+        "approval",
+        "set",
+    ] {
+        assert!(
+            schema["$defs"]["StepDoc"]["properties"]
+                .get(step_kind)
+                .is_some(),
+            "{step_kind}"
+        );
     }
 }
