@@ -20,8 +20,7 @@ fn parse(sig: &str) -> Function {
 
 static VERSION: LazyLock<Function> = LazyLock::new(|| parse("VERSION() view returns (string)"));
 static NONCE: LazyLock<Function> = LazyLock::new(|| parse("nonce() view returns (uint256)"));
-static OWNERS: LazyLock<Function> =
-    LazyLock::new(|| parse("getOwners() view returns (address[])"));
+static OWNERS: LazyLock<Function> = LazyLock::new(|| parse("getOwners() view returns (address[])"));
 static THRESHOLD: LazyLock<Function> =
     LazyLock::new(|| parse("getThreshold() view returns (uint256)"));
 static EXEC: LazyLock<Function> = LazyLock::new(|| {

@@ -37,8 +37,8 @@ use crate::NAME;
 /// Chains a signature made for the wrong one most likely came from, checked when a
 /// signature recovers to no owner (besides every configured chain).
 const KNOWN_CHAINS: &[u64] = &[
-    1, 10, 56, 100, 137, 250, 324, 1101, 5000, 8453, 42161, 42220, 43114, 59144, 534352,
-    11155111, 17000, 84532, 421614, 31337,
+    1, 10, 56, 100, 137, 250, 324, 1101, 5000, 8453, 42161, 42220, 43114, 59144, 534352, 11155111,
+    17000, 84532, 421614, 31337,
 ];
 
 /// A configured Safe, ready to use.
@@ -112,7 +112,8 @@ fn uint(field: &str, s: &str) -> Result<U256, String> {
 }
 
 fn address(field: &str, s: &str) -> Result<Address, String> {
-    Address::from_str(s.trim()).map_err(|_| format!("{field} must be an address (0x and 40 hex digits), got `{s}`"))
+    Address::from_str(s.trim())
+        .map_err(|_| format!("{field} must be an address (0x and 40 hex digits), got `{s}`"))
 }
 
 /// An event caused by `parent`, with a key of its own (facts about a Safe transaction have
@@ -125,11 +126,18 @@ pub fn keyed<P: Payload>(parent: &Envelope, key: String, payload: &P, chain_id: 
 
 /// The SafeTxProposed of a stored row's announcement.
 pub fn proposed_of(row: &Row_) -> Result<(Envelope, SafeTxProposed), HandlerError> {
-    let env = Envelope::from_json(row.proposed.as_bytes())
-        .map_err(|e| HandlerError::Fatal(format!("stored proposal of {} does not decode: {e}", row.safe_tx_hash)))?;
-    let p = env
-        .payload::<SafeTxProposed>()
-        .map_err(|e| HandlerError::Fatal(format!("stored proposal of {} does not decode: {e}", row.safe_tx_hash)))?;
+    let env = Envelope::from_json(row.proposed.as_bytes()).map_err(|e| {
+        HandlerError::Fatal(format!(
+            "stored proposal of {} does not decode: {e}",
+            row.safe_tx_hash
+        ))
+    })?;
+    let p = env.payload::<SafeTxProposed>().map_err(|e| {
+        HandlerError::Fatal(format!(
+            "stored proposal of {} does not decode: {e}",
+            row.safe_tx_hash
+        ))
+    })?;
     Ok((env, p))
 }
 
@@ -145,19 +153,27 @@ impl Core {
                 .chains
                 .iter()
                 .find(|c| c.name == s.chain)
-                .ok_or_else(|| anyhow::anyhow!("{at}: no chain named `{}` in `chains:`", s.chain))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{at}: no chain named `{}` in `chains:`", s.chain)
+                })?;
             let pool = match pools.get(&chain.name) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = account::pool_for(chain).map_err(|e| anyhow::anyhow!("{at}: chain `{}`: {e}", chain.name))?;
+                    let p = account::pool_for(chain)
+                        .map_err(|e| anyhow::anyhow!("{at}: chain `{}`: {e}", chain.name))?;
                     pools.insert(chain.name.clone(), p.clone());
                     p
                 }
             };
-            let a = |field: &str, v: &str| address(&format!("{at}.{field}"), v).map_err(anyhow::Error::msg);
-            let decoder = Decoder::new(&config.base_dir, &s.abis).map_err(|e| anyhow::anyhow!("{at}.abis: {e}"))?;
+            let a = |field: &str, v: &str| {
+                address(&format!("{at}.{field}"), v).map_err(anyhow::Error::msg)
+            };
+            let decoder = Decoder::new(&config.base_dir, &s.abis)
+                .map_err(|e| anyhow::anyhow!("{at}.abis: {e}"))?;
             let relayer = match &s.relayer {
-                Some(r) if r.enabled() => Some(Self::relayer(&mut relayers, r, chain.chain_id, &pool, &at)?),
+                Some(r) if r.enabled() => {
+                    Some(Self::relayer(&mut relayers, r, chain.chain_id, &pool, &at)?)
+                }
                 _ => None,
             };
             safes.push(SafeRt {
@@ -169,7 +185,11 @@ impl Core {
                 decoder,
                 multi_send: a("multi_send", &s.multi_send)?,
                 multi_send_call_only: a("multi_send_call_only", &s.multi_send_call_only)?,
-                accessor: s.simulate_tx_accessor.as_deref().map(|v| a("simulate_tx_accessor", v)).transpose()?,
+                accessor: s
+                    .simulate_tx_accessor
+                    .as_deref()
+                    .map(|v| a("simulate_tx_accessor", v))
+                    .transpose()?,
                 relayer,
             });
         }
@@ -195,8 +215,9 @@ impl Core {
         at: &str,
     ) -> anyhow::Result<Address> {
         // The key is a secret: the error says what is wrong with it, never what it is.
-        let signer = PrivateKeySigner::from_str(r.key.expose().trim())
-            .map_err(|_| anyhow::anyhow!("{at}.relayer.key is not a valid private key (32 bytes of hex)"))?;
+        let signer = PrivateKeySigner::from_str(r.key.expose().trim()).map_err(|_| {
+            anyhow::anyhow!("{at}.relayer.key is not a valid private key (32 bytes of hex)")
+        })?;
         let address = signer.address();
         if let Some(existing) = relayers.iter().find(|x| x.address == address) {
             if existing.chain_id != chain_id {
@@ -204,7 +225,13 @@ impl Core {
             }
             return Ok(address);
         }
-        relayers.push(RelayerRt { address, signer, chain_id, pool: pool.clone(), policy: r.clone() });
+        relayers.push(RelayerRt {
+            address,
+            signer,
+            chain_id,
+            pool: pool.clone(),
+            policy: r.clone(),
+        });
         Ok(address)
     }
 
@@ -233,7 +260,9 @@ impl Core {
     /// Handles one event; returns the events to append.
     pub async fn handle(&self, env: &Envelope) -> Result<Vec<Envelope>, HandlerError> {
         let _one_at_a_time = self.serial.lock().await;
-        let bad = |e: steward_events::EnvelopeError| HandlerError::Fatal(format!("{} does not decode: {e}", env.event_type));
+        let bad = |e: steward_events::EnvelopeError| {
+            HandlerError::Fatal(format!("{} does not decode: {e}", env.event_type))
+        };
         match env.event_type.as_str() {
             SafeProposalRequested::TYPE => self.propose(env, &env.payload().map_err(bad)?).await,
             SafeTxSubmitted::TYPE => self.submitted(env, &env.payload().map_err(bad)?).await,
@@ -265,7 +294,11 @@ impl Core {
                 t
             }
             many => {
-                let target = if many.iter().any(|c| c.operation == 1) { s.multi_send } else { s.multi_send_call_only };
+                let target = if many.iter().any(|c| c.operation == 1) {
+                    s.multi_send
+                } else {
+                    s.multi_send_call_only
+                };
                 let mut t = SafeTx::call(target, U256::ZERO, multisend::encode(many), nonce);
                 t.operation = 1;
                 t
@@ -275,7 +308,11 @@ impl Core {
 
     /// The next nonce: after the chain's and after everything still queued.
     async fn next_nonce(&self, i: usize, onchain: u64) -> Result<u64, HandlerError> {
-        let highest = self.queue.highest_pending_nonce(self.safes[i].address).await.map_err(store)?;
+        let highest = self
+            .queue
+            .highest_pending_nonce(self.safes[i].address)
+            .await
+            .map_err(store)?;
         Ok(highest.map_or(onchain, |h| (h + 1).max(onchain)))
     }
 
@@ -299,7 +336,11 @@ impl Core {
             return Ok((proposed_of(&row)?.0, false));
         }
         let sim = match s.accessor {
-            Some(accessor) => Some(simulate::simulate(&s.pool, s.address, accessor, &tx).await.map_err(rpc)?),
+            Some(accessor) => Some(
+                simulate::simulate(&s.pool, s.address, accessor, &tx)
+                    .await
+                    .map_err(rpc)?,
+            ),
             None => None,
         };
         let nonce = u64::try_from(tx.nonce).unwrap_or(u64::MAX);
@@ -323,7 +364,12 @@ impl Core {
             threshold: Some(acct.threshold),
             simulation: sim.and_then(|x| x.reason),
         };
-        let out = keyed(parent, format!("safe:proposed:{hash}"), &payload, s.chain_id);
+        let out = keyed(
+            parent,
+            format!("safe:proposed:{hash}"),
+            &payload,
+            s.chain_id,
+        );
         let row = Row_ {
             safe_tx_hash: hash,
             safe: s.address,
@@ -339,19 +385,29 @@ impl Core {
             if let Some(row) = self.queue.by_origin(origin_key).await.map_err(store)? {
                 return Ok((proposed_of(&row)?.0, false));
             }
-            return Err(HandlerError::Retry(format!("{hash} was neither queued nor found; trying again")));
+            return Err(HandlerError::Retry(format!(
+                "{hash} was neither queued nor found; trying again"
+            )));
         }
         tracing::info!(safe = %s.name, safe_tx_hash = %hash, nonce, would_revert = payload.would_revert, "Safe transaction queued");
         Ok((out, true))
     }
 
     /// `safe.proposal.requested`.
-    async fn propose(&self, env: &Envelope, req: &SafeProposalRequested) -> Result<Vec<Envelope>, HandlerError> {
+    async fn propose(
+        &self,
+        env: &Envelope,
+        req: &SafeProposalRequested,
+    ) -> Result<Vec<Envelope>, HandlerError> {
         let i = self.find(&req.safe).ok_or_else(|| {
             HandlerError::Fatal(format!(
                 "no Safe `{}` in `safes:` (configured: {})",
                 req.safe,
-                self.safes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.safes
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         if let Some(row) = self.queue.by_origin(&env.key).await.map_err(store)? {
@@ -362,7 +418,11 @@ impl Core {
             let f = |field: &str| format!("calls[{n}].{field}");
             let call = (|| -> Result<Call, String> {
                 if c.operation > 1 {
-                    return Err(format!("{} must be 0 (CALL) or 1 (DELEGATECALL), got {}", f("operation"), c.operation));
+                    return Err(format!(
+                        "{} must be 0 (CALL) or 1 (DELEGATECALL), got {}",
+                        f("operation"),
+                        c.operation
+                    ));
                 }
                 Ok(Call {
                     operation: c.operation,
@@ -371,7 +431,9 @@ impl Core {
                     data: Bytes::from(unhex(&f("data"), &c.data)?),
                 })
             })()
-            .map_err(|e| HandlerError::Fatal(format!("safe.proposal.requested for `{}`: {e}", req.safe)))?;
+            .map_err(|e| {
+                HandlerError::Fatal(format!("safe.proposal.requested for `{}`: {e}", req.safe))
+            })?;
             calls.push(call);
         }
         if calls.is_empty() && req.replace_nonce.is_none() {
@@ -384,15 +446,25 @@ impl Core {
         let nonce = match req.replace_nonce {
             Some(n) if n < acct.nonce => {
                 return Err(HandlerError::Fatal(format!(
-                    "cannot replace nonce {n} of `{}`: it is already executed (the Safe's nonce is {})",
-                    req.safe, acct.nonce
-                )))
+                "cannot replace nonce {n} of `{}`: it is already executed (the Safe's nonce is {})",
+                req.safe, acct.nonce
+            )))
             }
             Some(n) => n,
             None => self.next_nonce(i, acct.nonce).await?,
         };
         let tx = self.build(i, &calls, nonce);
-        let (out, _) = self.enqueue(i, env, &acct, tx, req.reason.clone(), env.source.clone(), &env.key).await?;
+        let (out, _) = self
+            .enqueue(
+                i,
+                env,
+                &acct,
+                tx,
+                req.reason.clone(),
+                env.source.clone(),
+                &env.key,
+            )
+            .await?;
         Ok(vec![out])
     }
 
@@ -408,13 +480,17 @@ impl Core {
         detail: String,
     ) -> Envelope {
         tracing::info!(safe, safe_tx_hash = hash, reason, detail = %detail, "signature refused");
-        let mut e = parent.derive(NAME, "rejected", &SafeSignatureRejected {
-            safe: safe.to_owned(),
-            safe_tx_hash: hash.to_owned(),
-            owner,
-            reason: reason.to_owned(),
-            detail,
-        });
+        let mut e = parent.derive(
+            NAME,
+            "rejected",
+            &SafeSignatureRejected {
+                safe: safe.to_owned(),
+                safe_tx_hash: hash.to_owned(),
+                owner,
+                reason: reason.to_owned(),
+                detail,
+            },
+        );
         if let Some(c) = parent.chain_id {
             e = e.with_chain(c);
         }
@@ -422,7 +498,13 @@ impl Core {
     }
 
     /// The chain (or pre-v1.3.0 domain) a signature that fits no owner here was made for.
-    fn other_domain(&self, i: usize, tx: &SafeTx, raw: &[u8], owners: &[Address]) -> Option<String> {
+    fn other_domain(
+        &self,
+        i: usize,
+        tx: &SafeTx,
+        raw: &[u8],
+        owners: &[Address],
+    ) -> Option<String> {
         let s = &self.safes[i];
         let mut candidates: Vec<(u64, B256)> = self
             .other_chains
@@ -458,11 +540,24 @@ impl Core {
         let hash = row.safe_tx_hash;
         let hash_s = hash.to_string();
         let claimed_s = claimed.map(|c| c.to_checksum(None));
-        let reject = |reason: &str, detail: String| Ok(vec![self.rejected(parent, &safe, &hash_s, claimed_s.clone(), reason, detail)]);
+        let reject = |reason: &str, detail: String| {
+            Ok(vec![self.rejected(
+                parent,
+                &safe,
+                &hash_s,
+                claimed_s.clone(),
+                reason,
+                detail,
+            )])
+        };
         if !row.status.pending() {
             return reject(
                 "not_pending",
-                format!("the transaction is {} (nonce {} is used); it takes no more signatures", row.status.as_str(), row.nonce),
+                format!(
+                    "the transaction is {} (nonce {} is used); it takes no more signatures",
+                    row.status.as_str(),
+                    row.nonce
+                ),
             );
         }
         let sig = match signature::parse(raw, hash) {
@@ -474,35 +569,63 @@ impl Core {
             if sig.owner != c {
                 if recovered_kind {
                     if let Some(why) = self.other_domain(i, &row.tx, raw, &acct.owners) {
-                        return reject("wrong_chain", format!("the signature is not for this Safe transaction: {why}"));
+                        return reject(
+                            "wrong_chain",
+                            format!("the signature is not for this Safe transaction: {why}"),
+                        );
                     }
                     return reject(
                         "wrong_hash",
                         format!("the signature recovers to {}, not {c}: it was made over another hash than {hash} (or with another key)", sig.owner),
                     );
                 }
-                return reject("invalid", format!("the signature names {} as its signer, not {c}", sig.owner));
+                return reject(
+                    "invalid",
+                    format!("the signature names {} as its signer, not {c}", sig.owner),
+                );
             }
         }
         if !acct.owners.contains(&sig.owner) {
             if recovered_kind {
                 if let Some(why) = self.other_domain(i, &row.tx, raw, &acct.owners) {
-                    return reject("wrong_chain", format!("the signature is not for this Safe transaction: {why}"));
+                    return reject(
+                        "wrong_chain",
+                        format!("the signature is not for this Safe transaction: {why}"),
+                    );
                 }
             }
             return reject(
                 "not_owner",
-                format!("{} is not an owner of {safe} (owners: {})", sig.owner, acct.owners.iter().map(|o| o.to_checksum(None)).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{} is not an owner of {safe} (owners: {})",
+                    sig.owner,
+                    acct.owners
+                        .iter()
+                        .map(|o| o.to_checksum(None))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
         }
         let hash_data = row.tx.hash_data(s.chain_id, s.address, acct.hash_version());
-        if let Err(r) = signature::verify_on_chain(&s.pool, s.address, &sig, hash, &hash_data, None).await.map_err(rpc)? {
+        if let Err(r) = signature::verify_on_chain(&s.pool, s.address, &sig, hash, &hash_data, None)
+            .await
+            .map_err(rpc)?
+        {
             return reject(r.reason.as_str(), r.detail);
         }
         let owner = sig.owner.to_checksum(None);
-        match self.queue.add_signature(hash, sig.owner, raw, sig.kind.as_str(), submission_key).await.map_err(store)? {
+        match self
+            .queue
+            .add_signature(hash, sig.owner, raw, sig.kind.as_str(), submission_key)
+            .await
+            .map_err(store)?
+        {
             Some(k) if k != submission_key => {
-                return reject("duplicate", format!("{owner} already signed this transaction"));
+                return reject(
+                    "duplicate",
+                    format!("{owner} already signed this transaction"),
+                );
             }
             _ => {}
         }
@@ -528,31 +651,56 @@ impl Core {
     }
 
     /// Valid signatures of `hash` by current owners, and their signers.
-    async fn confirmations(&self, hash: B256, acct: &Account) -> Result<(u32, Vec<Address>), HandlerError> {
+    async fn confirmations(
+        &self,
+        hash: B256,
+        acct: &Account,
+    ) -> Result<(u32, Vec<Address>), HandlerError> {
         let sigs = self.queue.signatures(hash).await.map_err(store)?;
-        let signers: Vec<Address> = sigs.into_iter().map(|s| s.owner).filter(|o| acct.owners.contains(o)).collect();
+        let signers: Vec<Address> = sigs
+            .into_iter()
+            .map(|s| s.owner)
+            .filter(|o| acct.owners.contains(o))
+            .collect();
         Ok((signers.len() as u32, signers))
     }
 
     /// Marks `row` ready (announcing it, and handing it to the relayer) when its owners'
     /// signatures reach the threshold, or back to queued when owner changes took it below.
-    async fn readiness(&self, i: usize, parent: &Envelope, row: &Row_, acct: &Account) -> Result<Vec<Envelope>, HandlerError> {
+    async fn readiness(
+        &self,
+        i: usize,
+        parent: &Envelope,
+        row: &Row_,
+        acct: &Account,
+    ) -> Result<Vec<Envelope>, HandlerError> {
         let s = &self.safes[i];
         let (n, mut signers) = self.confirmations(row.safe_tx_hash, acct).await?;
-        let current = self.queue.by_hash(row.safe_tx_hash).await.map_err(store)?.map_or(row.status, |r| r.status);
+        let current = self
+            .queue
+            .by_hash(row.safe_tx_hash)
+            .await
+            .map_err(store)?
+            .map_or(row.status, |r| r.status);
         if !current.pending() {
             return Ok(Vec::new());
         }
         if n < acct.threshold || acct.threshold == 0 {
             if current == Status::Ready {
-                self.queue.set_status(row.safe_tx_hash, Status::Queued, None).await.map_err(store)?;
+                self.queue
+                    .set_status(row.safe_tx_hash, Status::Queued, None)
+                    .await
+                    .map_err(store)?;
                 tracing::warn!(safe = %s.name, safe_tx_hash = %row.safe_tx_hash, confirmations = n, threshold = acct.threshold,
                     "no longer ready: the owners or threshold changed");
             }
             return Ok(Vec::new());
         }
         if current == Status::Queued {
-            self.queue.set_status(row.safe_tx_hash, Status::Ready, None).await.map_err(store)?;
+            self.queue
+                .set_status(row.safe_tx_hash, Status::Ready, None)
+                .await
+                .map_err(store)?;
         }
         // The same signers and threshold make the same fact: one key.
         signers.sort();
@@ -602,10 +750,26 @@ impl Core {
     }
 
     /// `safe.signature.submitted`.
-    async fn signature(&self, env: &Envelope, req: &SafeSignatureSubmitted) -> Result<Vec<Envelope>, HandlerError> {
-        let reject = |reason: &str, detail: String| Ok(vec![self.rejected(env, &req.safe, &req.safe_tx_hash, Some(req.owner.clone()).filter(|o| !o.is_empty()), reason, detail)]);
+    async fn signature(
+        &self,
+        env: &Envelope,
+        req: &SafeSignatureSubmitted,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let reject = |reason: &str, detail: String| {
+            Ok(vec![self.rejected(
+                env,
+                &req.safe,
+                &req.safe_tx_hash,
+                Some(req.owner.clone()).filter(|o| !o.is_empty()),
+                reason,
+                detail,
+            )])
+        };
         let Ok(hash) = B256::from_str(req.safe_tx_hash.trim()) else {
-            return reject("malformed", format!("safe_tx_hash `{}` is not 32 bytes of hex", req.safe_tx_hash));
+            return reject(
+                "malformed",
+                format!("safe_tx_hash `{}` is not 32 bytes of hex", req.safe_tx_hash),
+            );
         };
         let raw = match unhex("signature", &req.signature) {
             Ok(r) => r,
@@ -620,28 +784,66 @@ impl Core {
             }
         };
         let Some(row) = self.queue.by_hash(hash).await.map_err(store)? else {
-            return reject("unknown_tx", format!("no queued Safe transaction has the hash {hash}"));
+            return reject(
+                "unknown_tx",
+                format!("no queued Safe transaction has the hash {hash}"),
+            );
         };
-        if !req.safe.trim().is_empty() && Address::from_str(req.safe.trim()).is_ok_and(|a| a != row.safe) && self.find(&req.safe) != self.find_at(Some(row.chain_id), row.safe) {
-            return reject("wrong_safe", format!("{hash} is a transaction of {}, not of {}", row.safe, req.safe));
+        if !req.safe.trim().is_empty()
+            && Address::from_str(req.safe.trim()).is_ok_and(|a| a != row.safe)
+            && self.find(&req.safe) != self.find_at(Some(row.chain_id), row.safe)
+        {
+            return reject(
+                "wrong_safe",
+                format!(
+                    "{hash} is a transaction of {}, not of {}",
+                    row.safe, req.safe
+                ),
+            );
         }
         let Some(i) = self.find_at(Some(row.chain_id), row.safe) else {
-            return reject("unknown_safe", format!("{} is no longer configured in `safes:`", row.safe));
+            return reject(
+                "unknown_safe",
+                format!("{} is no longer configured in `safes:`", row.safe),
+            );
         };
         let acct = self.refresh(i).await?;
-        self.add_signature(i, env, &row, &acct, &raw, claimed, &env.key).await
+        self.add_signature(i, env, &row, &acct, &raw, claimed, &env.key)
+            .await
     }
 
     /// `safe.tx.submitted`: a transaction built elsewhere, with its sender's signature.
-    async fn submitted(&self, env: &Envelope, req: &SafeTxSubmitted) -> Result<Vec<Envelope>, HandlerError> {
-        let reject = |reason: &str, detail: String| Ok(vec![self.rejected(env, &req.safe, &req.safe_tx_hash, Some(req.sender.clone()), reason, detail)]);
+    async fn submitted(
+        &self,
+        env: &Envelope,
+        req: &SafeTxSubmitted,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let reject = |reason: &str, detail: String| {
+            Ok(vec![self.rejected(
+                env,
+                &req.safe,
+                &req.safe_tx_hash,
+                Some(req.sender.clone()),
+                reason,
+                detail,
+            )])
+        };
         let Some(i) = self.find(&req.safe) else {
-            return reject("unknown_safe", format!("{} is not a Safe Steward queues for (see `safes:`)", req.safe));
+            return reject(
+                "unknown_safe",
+                format!(
+                    "{} is not a Safe Steward queues for (see `safes:`)",
+                    req.safe
+                ),
+            );
         };
         let s = &self.safes[i];
         let parsed = (|| -> Result<(SafeTx, B256, Address, Vec<u8>), String> {
             if req.operation > 1 {
-                return Err(format!("operation must be 0 (CALL) or 1 (DELEGATECALL), got {}", req.operation));
+                return Err(format!(
+                    "operation must be 0 (CALL) or 1 (DELEGATECALL), got {}",
+                    req.operation
+                ));
             }
             let tx = SafeTx {
                 to: address("to", &req.to)?,
@@ -655,8 +857,18 @@ impl Core {
                 refund_receiver: address("refundReceiver", &req.refund_receiver)?,
                 nonce: U256::from(req.nonce),
             };
-            let claimed = B256::from_str(req.safe_tx_hash.trim()).map_err(|_| format!("contractTransactionHash `{}` is not 32 bytes of hex", req.safe_tx_hash))?;
-            Ok((tx, claimed, address("sender", &req.sender)?, unhex("signature", &req.signature)?))
+            let claimed = B256::from_str(req.safe_tx_hash.trim()).map_err(|_| {
+                format!(
+                    "contractTransactionHash `{}` is not 32 bytes of hex",
+                    req.safe_tx_hash
+                )
+            })?;
+            Ok((
+                tx,
+                claimed,
+                address("sender", &req.sender)?,
+                unhex("signature", &req.signature)?,
+            ))
         })();
         let (tx, claimed, sender, raw) = match parsed {
             Ok(p) => p,
@@ -666,26 +878,37 @@ impl Core {
             // Redelivered: announce it again, with its signature.
             let acct = self.refresh(i).await?;
             let mut out = vec![proposed_of(&row)?.0];
-            out.extend(self.add_signature(i, env, &row, &acct, &raw, Some(sender), &env.key).await?);
+            out.extend(
+                self.add_signature(i, env, &row, &acct, &raw, Some(sender), &env.key)
+                    .await?,
+            );
             return Ok(out);
         }
         let acct = self.refresh(i).await?;
         let hash = tx.hash(s.chain_id, s.address, acct.hash_version());
         if hash != claimed {
-            let other = self
-                .other_chains
-                .iter()
-                .find(|c| **c != s.chain_id && tx.hash(**c, s.address, Version::Current) == claimed);
+            let other = self.other_chains.iter().find(|c| {
+                **c != s.chain_id && tx.hash(**c, s.address, Version::Current) == claimed
+            });
             return match other {
                 Some(c) => reject("wrong_chain", format!("contractTransactionHash {claimed} is this transaction's hash on chain {c}; on chain {} it is {hash}", s.chain_id)),
                 None => reject("wrong_hash", format!("contractTransactionHash {claimed} is not the hash of these fields: recomputed {hash} (chain {}, Safe {}, v{})", s.chain_id, s.address, acct.version)),
             };
         }
         if req.nonce < acct.nonce {
-            return reject("nonce_used", format!("nonce {} is already executed: the Safe's nonce is {}", req.nonce, acct.nonce));
+            return reject(
+                "nonce_used",
+                format!(
+                    "nonce {} is already executed: the Safe's nonce is {}",
+                    req.nonce, acct.nonce
+                ),
+            );
         }
         if !acct.owners.contains(&sender) {
-            return reject("not_owner", format!("sender {sender} is not an owner of {}", s.address));
+            return reject(
+                "not_owner",
+                format!("sender {sender} is not an owner of {}", s.address),
+            );
         }
         let mut out = Vec::new();
         let row = match self.queue.by_hash(hash).await.map_err(store)? {
@@ -700,19 +923,43 @@ impl Core {
                             None => reject("wrong_hash", format!("the signature recovers to {}, not the sender {sender}: it was made over another hash (or with another key)", sig.owner)),
                         };
                     }
-                    Ok(sig) => return reject("invalid", format!("the signature names {} as its signer, not the sender {sender}", sig.owner)),
+                    Ok(sig) => {
+                        return reject(
+                            "invalid",
+                            format!(
+                                "the signature names {} as its signer, not the sender {sender}",
+                                sig.owner
+                            ),
+                        )
+                    }
                     Err(r) => return reject(r.reason.as_str(), r.detail),
                 }
-                let origin = match req.origin.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+                let origin = match req
+                    .origin
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                {
                     Some(o) => format!("api:{sender} ({o})"),
                     None => format!("api:{sender}"),
                 };
-                let (proposed, _) = self.enqueue(i, env, &acct, tx, String::new(), origin, &env.key).await?;
+                let (proposed, _) = self
+                    .enqueue(i, env, &acct, tx, String::new(), origin, &env.key)
+                    .await?;
                 out.push(proposed);
-                self.queue.by_hash(hash).await.map_err(store)?.ok_or_else(|| HandlerError::Retry(format!("{hash} not found after queueing")))?
+                self.queue
+                    .by_hash(hash)
+                    .await
+                    .map_err(store)?
+                    .ok_or_else(|| {
+                        HandlerError::Retry(format!("{hash} not found after queueing"))
+                    })?
             }
         };
-        out.extend(self.add_signature(i, env, &row, &acct, &raw, Some(sender), &env.key).await?);
+        out.extend(
+            self.add_signature(i, env, &row, &acct, &raw, Some(sender), &env.key)
+                .await?,
+        );
         Ok(out)
     }
 
@@ -735,17 +982,29 @@ impl Core {
         let mut out = Vec::new();
         if let Some(row) = self.queue.by_hash(safe_tx_hash).await.map_err(store)? {
             if row.status.pending() {
-                let status = if success { Status::Executed } else { Status::Failed };
-                self.queue.set_status(safe_tx_hash, status, Some(&transaction_hash.to_string())).await.map_err(store)?;
+                let status = if success {
+                    Status::Executed
+                } else {
+                    Status::Failed
+                };
+                self.queue
+                    .set_status(safe_tx_hash, status, Some(&transaction_hash.to_string()))
+                    .await
+                    .map_err(store)?;
                 let (story, _) = proposed_of(&row)?;
                 let e = if success {
-                    keyed(&story, format!("safe:executed:{safe_tx_hash}"), &SafeTxExecuted {
-                        safe: s.address.to_checksum(None),
-                        safe_tx_hash: safe_tx_hash.to_string(),
-                        nonce: row.nonce,
-                        transaction_hash: transaction_hash.to_string(),
-                        block_number,
-                    }, s.chain_id)
+                    keyed(
+                        &story,
+                        format!("safe:executed:{safe_tx_hash}"),
+                        &SafeTxExecuted {
+                            safe: s.address.to_checksum(None),
+                            safe_tx_hash: safe_tx_hash.to_string(),
+                            nonce: row.nonce,
+                            transaction_hash: transaction_hash.to_string(),
+                            block_number,
+                        },
+                        s.chain_id,
+                    )
                 } else {
                     keyed(&story, format!("safe:failed:{safe_tx_hash}"), &SafeTxFailed {
                         safe: s.address.to_checksum(None),
@@ -756,49 +1015,94 @@ impl Core {
                 };
                 tracing::info!(safe = %s.name, safe_tx_hash = %safe_tx_hash, transaction_hash = %transaction_hash, success, "Safe transaction executed");
                 out.push(e);
-                out.extend(crate::liquidation::after_execution(self, i, &story, safe_tx_hash, transaction_hash, success).await?);
+                out.extend(
+                    crate::liquidation::after_execution(
+                        self,
+                        i,
+                        &story,
+                        safe_tx_hash,
+                        transaction_hash,
+                        success,
+                    )
+                    .await?,
+                );
             }
         } else {
             tracing::info!(safe = %s.name, safe_tx_hash = %safe_tx_hash, "a transaction Steward did not queue was executed");
         }
         let fallback = parent.cloned();
-        out.extend(self.settle(i, fallback.as_ref(), &acct, Some(safe_tx_hash)).await?);
+        out.extend(
+            self.settle(i, fallback.as_ref(), &acct, Some(safe_tx_hash))
+                .await?,
+        );
         Ok(out)
     }
 
     /// Supersedes pending transactions whose nonce the Safe has used, and re-evaluates the
     /// readiness of the others.
-    async fn settle(&self, i: usize, parent: Option<&Envelope>, acct: &Account, last_executed: Option<B256>) -> Result<Vec<Envelope>, HandlerError> {
+    async fn settle(
+        &self,
+        i: usize,
+        parent: Option<&Envelope>,
+        acct: &Account,
+        last_executed: Option<B256>,
+    ) -> Result<Vec<Envelope>, HandlerError> {
         let s = &self.safes[i];
         let mut out = Vec::new();
         for row in self.queue.pending(s.address).await.map_err(store)? {
             let (story, _) = proposed_of(&row)?;
             if row.nonce < acct.nonce {
-                let by = match self.queue.executed_at(s.address, row.nonce).await.map_err(store)? {
+                let by = match self
+                    .queue
+                    .executed_at(s.address, row.nonce)
+                    .await
+                    .map_err(store)?
+                {
                     Some(h) => h.to_string(),
-                    None if row.nonce + 1 == acct.nonce => last_executed.map_or_else(|| "unknown".to_owned(), |h| h.to_string()),
+                    None if row.nonce + 1 == acct.nonce => {
+                        last_executed.map_or_else(|| "unknown".to_owned(), |h| h.to_string())
+                    }
                     None => "unknown".to_owned(),
                 };
-                self.queue.set_status(row.safe_tx_hash, Status::Superseded, None).await.map_err(store)?;
+                self.queue
+                    .set_status(row.safe_tx_hash, Status::Superseded, None)
+                    .await
+                    .map_err(store)?;
                 tracing::info!(safe = %s.name, safe_tx_hash = %row.safe_tx_hash, nonce = row.nonce, by = %by, "superseded: its nonce was used");
-                out.push(keyed(&story, format!("safe:superseded:{}", row.safe_tx_hash), &SafeTxSuperseded {
-                    safe: s.address.to_checksum(None),
-                    safe_tx_hash: row.safe_tx_hash.to_string(),
-                    nonce: row.nonce,
-                    by_safe_tx_hash: by,
-                }, s.chain_id));
+                out.push(keyed(
+                    &story,
+                    format!("safe:superseded:{}", row.safe_tx_hash),
+                    &SafeTxSuperseded {
+                        safe: s.address.to_checksum(None),
+                        safe_tx_hash: row.safe_tx_hash.to_string(),
+                        nonce: row.nonce,
+                        by_safe_tx_hash: by,
+                    },
+                    s.chain_id,
+                ));
                 out.extend(crate::liquidation::superseded(self, &story, row.safe_tx_hash).await?);
                 continue;
             }
-            out.extend(self.readiness(i, parent.unwrap_or(&story), &row, acct).await?);
+            out.extend(
+                self.readiness(i, parent.unwrap_or(&story), &row, acct)
+                    .await?,
+            );
         }
         Ok(out)
     }
 
     /// `chain.log.observed`: executions and owner changes of configured Safes.
-    async fn chain_log(&self, env: &Envelope, l: &ChainLogObserved) -> Result<Vec<Envelope>, HandlerError> {
-        let Ok(at) = Address::from_str(&l.address) else { return Ok(Vec::new()) };
-        let Some(i) = self.find_at(env.chain_id, at) else { return Ok(Vec::new()) };
+    async fn chain_log(
+        &self,
+        env: &Envelope,
+        l: &ChainLogObserved,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let Ok(at) = Address::from_str(&l.address) else {
+            return Ok(Vec::new());
+        };
+        let Some(i) = self.find_at(env.chain_id, at) else {
+            return Ok(Vec::new());
+        };
         if l.removed {
             tracing::warn!(safe = %self.safes[i].name, event = %l.event, transaction_hash = %l.transaction_hash,
                 "a Safe event was retracted by a reorg; the queue keeps what it concluded (use finality settings to avoid this)");
@@ -806,11 +1110,28 @@ impl Core {
         }
         match l.event.as_str() {
             "ExecutionSuccess" | "ExecutionFailure" => {
-                let hash = l.args.get("txHash").and_then(Value::as_str).and_then(|h| B256::from_str(h).ok());
+                let hash = l
+                    .args
+                    .get("txHash")
+                    .and_then(Value::as_str)
+                    .and_then(|h| B256::from_str(h).ok());
                 let tx = B256::from_str(&l.transaction_hash).unwrap_or_default();
                 match hash {
-                    Some(h) => self.executed(i, Some(env), h, tx, l.block_number, l.event == "ExecutionSuccess").await,
-                    None => Err(HandlerError::Fatal(format!("{} without a txHash argument", l.event))),
+                    Some(h) => {
+                        self.executed(
+                            i,
+                            Some(env),
+                            h,
+                            tx,
+                            l.block_number,
+                            l.event == "ExecutionSuccess",
+                        )
+                        .await
+                    }
+                    None => Err(HandlerError::Fatal(format!(
+                        "{} without a txHash argument",
+                        l.event
+                    ))),
                 }
             }
             "AddedOwner" | "RemovedOwner" | "ChangedThreshold" => {
@@ -824,9 +1145,17 @@ impl Core {
 
     /// `chain.state.observed`: a polled nonce, owner list or threshold of a Safe changed
     /// (the watcher's view when no event was seen).
-    async fn chain_state(&self, env: &Envelope, st: &ChainStateObserved) -> Result<Vec<Envelope>, HandlerError> {
-        let Ok(at) = Address::from_str(&st.address) else { return Ok(Vec::new()) };
-        let Some(i) = self.find_at(env.chain_id, at) else { return Ok(Vec::new()) };
+    async fn chain_state(
+        &self,
+        env: &Envelope,
+        st: &ChainStateObserved,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let Ok(at) = Address::from_str(&st.address) else {
+            return Ok(Vec::new());
+        };
+        let Some(i) = self.find_at(env.chain_id, at) else {
+            return Ok(Vec::new());
+        };
         let relevant = ["nonce()", "getOwners()", "getThreshold()"].contains(&st.function.as_str());
         if !relevant || st.previous.as_ref().is_none_or(|p| *p == st.value) {
             return Ok(Vec::new());
@@ -857,8 +1186,16 @@ impl Core {
     }
 
     /// The packed signatures of a ready transaction, checked against the owners now.
-    pub async fn packed_signatures(&self, row: &Row_, acct: &Account) -> Result<Bytes, HandlerError> {
-        let sigs = self.queue.signatures(row.safe_tx_hash).await.map_err(store)?;
+    pub async fn packed_signatures(
+        &self,
+        row: &Row_,
+        acct: &Account,
+    ) -> Result<Bytes, HandlerError> {
+        let sigs = self
+            .queue
+            .signatures(row.safe_tx_hash)
+            .await
+            .map_err(store)?;
         let mut parsed: Vec<OwnerSignature> = Vec::new();
         for s in sigs {
             if !acct.owners.contains(&s.owner) {

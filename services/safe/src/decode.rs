@@ -42,7 +42,11 @@ impl Decoder {
         let mut d = Self::default();
         d.add(&parse_abi_json(BUILT_IN)?);
         for f in files {
-            let path = if f.is_absolute() { f.clone() } else { base.join(f) };
+            let path = if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            };
             d.add(&load_abi_file(&path)?);
         }
         Ok(d)
@@ -60,9 +64,23 @@ impl Decoder {
         let mut out = Map::new();
         out.insert("to".into(), json!(to.to_checksum(None)));
         out.insert("value".into(), json!(value.to_string()));
-        out.insert("operation".into(), json!(if operation == 1 { "delegatecall" } else { "call" }));
+        out.insert(
+            "operation".into(),
+            json!(if operation == 1 {
+                "delegatecall"
+            } else {
+                "call"
+            }),
+        );
         if data.is_empty() {
-            out.insert("method".into(), json!(if value.is_zero() { "(no call)" } else { "(transfer of the native coin)" }));
+            out.insert(
+                "method".into(),
+                json!(if value.is_zero() {
+                    "(no call)"
+                } else {
+                    "(transfer of the native coin)"
+                }),
+            );
             return Value::Object(out);
         }
         if let Some(calls) = multisend::decode(data) {
@@ -87,20 +105,31 @@ impl Decoder {
                     out.insert(
                         "args".into(),
                         Value::Object(named_values(
-                            f.inputs.iter().map(|p| (p.name.as_str(), p.components.as_slice())),
+                            f.inputs
+                                .iter()
+                                .map(|p| (p.name.as_str(), p.components.as_slice())),
                             &values,
                         )),
                     );
                 }
                 Err(_) => {
                     out.insert("method".into(), json!(f.name));
-                    out.insert("error".into(), json!("the arguments do not decode with the known ABI"));
-                    out.insert("data".into(), json!(format!("0x{}", alloy::primitives::hex::encode(data))));
+                    out.insert(
+                        "error".into(),
+                        json!("the arguments do not decode with the known ABI"),
+                    );
+                    out.insert(
+                        "data".into(),
+                        json!(format!("0x{}", alloy::primitives::hex::encode(data))),
+                    );
                 }
             },
             None => {
                 out.insert("method".into(), json!("(unknown function)"));
-                out.insert("data".into(), json!(format!("0x{}", alloy::primitives::hex::encode(data))));
+                out.insert(
+                    "data".into(),
+                    json!(format!("0x{}", alloy::primitives::hex::encode(data))),
+                );
             }
         }
         Value::Object(out)
@@ -121,15 +150,33 @@ mod tests {
         )
         .unwrap();
         let batch = multisend::encode(&[
-            Call { operation: 0, to: Address::repeat_byte(1), value: U256::ZERO, data: Bytes::from(transfer) },
-            Call { operation: 0, to: Address::repeat_byte(2), value: U256::from(5), data: Bytes::new() },
-            Call { operation: 0, to: Address::repeat_byte(3), value: U256::ZERO, data: Bytes::from(vec![1, 2, 3, 4, 5]) },
+            Call {
+                operation: 0,
+                to: Address::repeat_byte(1),
+                value: U256::ZERO,
+                data: Bytes::from(transfer),
+            },
+            Call {
+                operation: 0,
+                to: Address::repeat_byte(2),
+                value: U256::from(5),
+                data: Bytes::new(),
+            },
+            Call {
+                operation: 0,
+                to: Address::repeat_byte(3),
+                value: U256::ZERO,
+                data: Bytes::from(vec![1, 2, 3, 4, 5]),
+            },
         ]);
         let v = d.describe(Address::repeat_byte(9), U256::ZERO, &batch, 1);
         assert_eq!(v["method"], "multiSend");
         assert_eq!(v["operation"], "delegatecall");
         assert_eq!(v["calls"][0]["method"], "transfer");
-        assert_eq!(v["calls"][0]["args"]["to"], "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+        assert_eq!(
+            v["calls"][0]["args"]["to"],
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        );
         assert_eq!(v["calls"][0]["args"]["amount"], "1000");
         assert_eq!(v["calls"][1]["method"], "(transfer of the native coin)");
         assert_eq!(v["calls"][2]["method"], "(unknown function)");

@@ -65,7 +65,11 @@ impl Service for Safe {
         }
         let spec = steward_runtime::archiver::consumer_spec(&ctx, NAME).filters(CONSUMES);
         let sub = Subscription::open(ctx.log.clone(), spec, ctx.metrics.clone()).await?;
-        let relayer = tokio::spawn(relayer::run(core.clone(), ctx.log.clone(), ctx.shutdown.clone()));
+        let relayer = tokio::spawn(relayer::run(
+            core.clone(),
+            ctx.log.clone(),
+            ctx.shutdown.clone(),
+        ));
         tracing::info!(
             safes = core.safes.len(),
             relayers = core.relayers.len(),
@@ -125,15 +129,19 @@ pub fn check_config(config: &Config, v: &mut Validator<'_>) {
                 format!(
                     "no chain named `{}` in `chains:` (chains: {})",
                     s.chain,
-                    config.chains.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    config
+                        .chains
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             continue;
         };
         let followed = chain.watches.iter().any(|w| {
             w.pack.as_deref() == Some("safe")
-                && w
-                    .address
+                && w.address
                     .iter()
                     .chain(w.addresses.iter())
                     .any(|a| a.trim().eq_ignore_ascii_case(s.address.trim()))

@@ -16,7 +16,10 @@ use alloy::dyn_abi::{DynSolValue, FunctionExt, JsonAbiExt};
 use alloy::json_abi::Function;
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
 use steward_chain::{BlockRef, ChainError, EndpointPool, Receipt};
-use steward_events::{Envelope, LiquidationExecuted, LiquidationFailed, LiquidationRequested, LiquidationSkipped, Payload};
+use steward_events::{
+    Envelope, LiquidationExecuted, LiquidationFailed, LiquidationRequested, LiquidationSkipped,
+    Payload,
+};
 use steward_log::HandlerError;
 
 use crate::core::{proposed_of, rpc, store, Core};
@@ -32,9 +35,12 @@ fn f(sig: &str) -> Function {
 static ACCOUNT_DATA: LazyLock<Function> = LazyLock::new(|| {
     f("getUserAccountData(address user) view returns (uint256 totalCollateralBase, uint256 totalDebtBase, uint256 availableBorrowsBase, uint256 currentLiquidationThreshold, uint256 ltv, uint256 healthFactor)")
 });
-static BALANCE_OF: LazyLock<Function> = LazyLock::new(|| f("balanceOf(address account) view returns (uint256)"));
-static ALLOWANCE: LazyLock<Function> = LazyLock::new(|| f("allowance(address owner, address spender) view returns (uint256)"));
-static APPROVE: LazyLock<Function> = LazyLock::new(|| f("approve(address spender, uint256 amount) returns (bool)"));
+static BALANCE_OF: LazyLock<Function> =
+    LazyLock::new(|| f("balanceOf(address account) view returns (uint256)"));
+static ALLOWANCE: LazyLock<Function> =
+    LazyLock::new(|| f("allowance(address owner, address spender) view returns (uint256)"));
+static APPROVE: LazyLock<Function> =
+    LazyLock::new(|| f("approve(address spender, uint256 amount) returns (bool)"));
 static LIQUIDATION_CALL: LazyLock<Function> = LazyLock::new(|| {
     f("liquidationCall(address collateralAsset, address debtAsset, address user, uint256 debtToCover, bool receiveAToken)")
 });
@@ -58,12 +64,22 @@ pub fn health(hf: U256) -> String {
 }
 
 /// Health factor and total debt (base currency) of `user` at the latest block.
-pub async fn account_data(pool: &EndpointPool, lending_pool: Address, user: Address) -> Result<(U256, U256), ChainError> {
-    let data = ACCOUNT_DATA.abi_encode_input(&[DynSolValue::Address(user)]).unwrap_or_default();
-    let out = pool.eth_call(lending_pool, data.into(), BlockRef::Latest).await?;
-    let v = ACCOUNT_DATA
-        .abi_decode_output(&out)
-        .map_err(|e| ChainError::Config(format!("getUserAccountData of {lending_pool} does not decode ({e}): is it an Aave v3 pool?")))?;
+pub async fn account_data(
+    pool: &EndpointPool,
+    lending_pool: Address,
+    user: Address,
+) -> Result<(U256, U256), ChainError> {
+    let data = ACCOUNT_DATA
+        .abi_encode_input(&[DynSolValue::Address(user)])
+        .unwrap_or_default();
+    let out = pool
+        .eth_call(lending_pool, data.into(), BlockRef::Latest)
+        .await?;
+    let v = ACCOUNT_DATA.abi_decode_output(&out).map_err(|e| {
+        ChainError::Config(format!(
+            "getUserAccountData of {lending_pool} does not decode ({e}): is it an Aave v3 pool?"
+        ))
+    })?;
     let u = |k: usize| match v.get(k) {
         Some(DynSolValue::Uint(x, _)) => *x,
         _ => U256::ZERO,
@@ -71,21 +87,45 @@ pub async fn account_data(pool: &EndpointPool, lending_pool: Address, user: Addr
     Ok((u(5), u(1)))
 }
 
-async fn uint_call(pool: &EndpointPool, to: Address, f: &Function, args: &[DynSolValue]) -> Result<U256, ChainError> {
+async fn uint_call(
+    pool: &EndpointPool,
+    to: Address,
+    f: &Function,
+    args: &[DynSolValue],
+) -> Result<U256, ChainError> {
     let data = f.abi_encode_input(args).unwrap_or_default();
     let out = pool.eth_call(to, data.into(), BlockRef::Latest).await?;
-    Ok(match f.abi_decode_output(&out).ok().and_then(|v| v.into_iter().next()) {
-        Some(DynSolValue::Uint(x, _)) => x,
-        _ => U256::ZERO,
-    })
+    Ok(
+        match f
+            .abi_decode_output(&out)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+        {
+            Some(DynSolValue::Uint(x, _)) => x,
+            _ => U256::ZERO,
+        },
+    )
 }
 
 /// What the pool's `LiquidationCall` event of `user` in a receipt says was covered and seized.
-pub fn covered(logs: &[alloy::rpc::types::Log], lending_pool: Address, user: Address) -> Option<(U256, U256)> {
+pub fn covered(
+    logs: &[alloy::rpc::types::Log],
+    lending_pool: Address,
+    user: Address,
+) -> Option<(U256, U256)> {
     logs.iter().find_map(|l| {
         let t = l.topics();
-        (l.address() == lending_pool && t.len() == 4 && t[0] == liquidation_topic() && t[3] == user.into_word() && l.data().data.len() >= 64)
-            .then(|| (U256::from_be_slice(&l.data().data[..32]), U256::from_be_slice(&l.data().data[32..64])))
+        (l.address() == lending_pool
+            && t.len() == 4
+            && t[0] == liquidation_topic()
+            && t[3] == user.into_word()
+            && l.data().data.len() >= 64)
+            .then(|| {
+                (
+                    U256::from_be_slice(&l.data().data[..32]),
+                    U256::from_be_slice(&l.data().data[32..64]),
+                )
+            })
     })
 }
 
@@ -95,8 +135,12 @@ fn means_healthy(reason: &str) -> bool {
     // Aave v3 Errors.sol: 45 HEALTH_FACTOR_NOT_BELOW_THRESHOLD, 47
     // SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER; the mock pool uses named custom errors.
     ["45", "47"].contains(&reason.trim())
-        || reason.contains(&alloy::primitives::hex::encode(&keccak256("HealthFactorNotBelowThreshold()")[..4]))
-        || reason.contains(&alloy::primitives::hex::encode(&keccak256("SpecifiedCurrencyNotBorrowedByUser()")[..4]))
+        || reason.contains(&alloy::primitives::hex::encode(
+            &keccak256("HealthFactorNotBelowThreshold()")[..4],
+        ))
+        || reason.contains(&alloy::primitives::hex::encode(
+            &keccak256("SpecifiedCurrencyNotBorrowedByUser()")[..4],
+        ))
 }
 
 struct Parsed {
@@ -108,7 +152,9 @@ struct Parsed {
 }
 
 fn parse(req: &LiquidationRequested) -> Result<Parsed, String> {
-    let a = |field: &str, v: &str| Address::from_str(v.trim()).map_err(|_| format!("{field} must be an address, got `{v}`"));
+    let a = |field: &str, v: &str| {
+        Address::from_str(v.trim()).map_err(|_| format!("{field} must be an address, got `{v}`"))
+    };
     let requested = match req.debt_to_cover.trim() {
         "max" | "" => U256::MAX,
         t => U256::from_str_radix(t, 10).map_err(|_| format!("debt_to_cover must be a whole number of the debt asset's units or `max`, got `{t}`"))?,
@@ -124,7 +170,11 @@ fn parse(req: &LiquidationRequested) -> Result<Parsed, String> {
 
 /// The outcome event of a liquidation request, recorded once (a second outcome for the same
 /// request returns the first).
-pub async fn outcome<P: Payload>(core: &Core, request: &Envelope, payload: &P) -> Result<Envelope, HandlerError> {
+pub async fn outcome<P: Payload>(
+    core: &Core,
+    request: &Envelope,
+    payload: &P,
+) -> Result<Envelope, HandlerError> {
     let mut e = request.derive(NAME, "outcome", payload);
     if let Some(c) = request.chain_id {
         e = e.with_chain(c);
@@ -134,15 +184,22 @@ pub async fn outcome<P: Payload>(core: &Core, request: &Envelope, payload: &P) -
         .set_liquidation_outcome(&request.key, &String::from_utf8_lossy(&e.to_json()))
         .await
         .map_err(store)?;
-    Envelope::from_json(stood.as_bytes()).map_err(|e| HandlerError::Fatal(format!("stored liquidation outcome does not decode: {e}")))
+    Envelope::from_json(stood.as_bytes()).map_err(|e| {
+        HandlerError::Fatal(format!("stored liquidation outcome does not decode: {e}"))
+    })
 }
 
 impl Core {
     /// `liquidation.requested`.
-    pub(crate) async fn liquidation(&self, env: &Envelope, req: &LiquidationRequested) -> Result<Vec<Envelope>, HandlerError> {
+    pub(crate) async fn liquidation(
+        &self,
+        env: &Envelope,
+        req: &LiquidationRequested,
+    ) -> Result<Vec<Envelope>, HandlerError> {
         if let Some(l) = self.queue.liquidation(&env.key).await.map_err(store)? {
             if let Some(o) = l.outcome {
-                return Ok(vec![Envelope::from_json(o.as_bytes()).map_err(|e| HandlerError::Fatal(e.to_string()))?]);
+                return Ok(vec![Envelope::from_json(o.as_bytes())
+                    .map_err(|e| HandlerError::Fatal(e.to_string()))?]);
             }
             if let Some(h) = l.safe_tx_hash {
                 if let Some(row) = self.queue.by_hash(h).await.map_err(store)? {
@@ -155,7 +212,11 @@ impl Core {
             .add_liquidation(&env.key, &String::from_utf8_lossy(&env.to_json()))
             .await
             .map_err(store)?;
-        let failed = |error: String| LiquidationFailed { user: req.user.clone(), error, transaction_hash: None };
+        let failed = |error: String| LiquidationFailed {
+            user: req.user.clone(),
+            error,
+            transaction_hash: None,
+        };
         let p = match parse(req) {
             Ok(p) => p,
             Err(e) => return Ok(vec![outcome(self, env, &failed(e)).await?]),
@@ -163,12 +224,17 @@ impl Core {
         // Where it goes: a Safe (proposed for its signers) or a relayer (sent at once).
         let via = req.via.trim();
         let (safe, relayer) = if via.eq_ignore_ascii_case("relayer") {
-            let r = self.relayers.iter().position(|r| env.chain_id.is_none_or(|c| r.chain_id == c));
+            let r = self
+                .relayers
+                .iter()
+                .position(|r| env.chain_id.is_none_or(|c| r.chain_id == c));
             match r {
                 Some(r) => (None, Some(r)),
                 None => {
                     let why = match env.chain_id {
-                        Some(c) => format!("no relayer is configured on chain {c} (safes[].relayer.key)"),
+                        Some(c) => {
+                            format!("no relayer is configured on chain {c} (safes[].relayer.key)")
+                        }
                         None => "no relayer is configured (safes[].relayer.key)".to_owned(),
                     };
                     return Ok(vec![outcome(self, env, &failed(why)).await?]);
@@ -176,9 +242,15 @@ impl Core {
             }
         } else {
             match self.find(via) {
-                Some(i) if env.chain_id.is_none_or(|c| c == self.safes[i].chain_id) => (Some(i), None),
+                Some(i) if env.chain_id.is_none_or(|c| c == self.safes[i].chain_id) => {
+                    (Some(i), None)
+                }
                 Some(i) => {
-                    let why = format!("Safe `{via}` is on chain {}, the request is for chain {}", self.safes[i].chain_id, env.chain_id.unwrap_or_default());
+                    let why = format!(
+                        "Safe `{via}` is on chain {}, the request is for chain {}",
+                        self.safes[i].chain_id,
+                        env.chain_id.unwrap_or_default()
+                    );
                     return Ok(vec![outcome(self, env, &failed(why)).await?]);
                 }
                 None => {
@@ -193,24 +265,80 @@ impl Core {
             _ => unreachable!("a route was chosen above"),
         };
         // Re-check at the latest block.
-        let (hf, debt) = account_data(&pool, p.lending_pool, p.user).await.map_err(rpc)?;
-        let skipped = |reason: String| LiquidationSkipped { user: req.user.clone(), reason };
-        if debt.is_zero() {
-            return Ok(vec![outcome(self, env, &skipped("no debt left at the latest block: already liquidated or repaid".into())).await?]);
-        }
-        if hf >= U256::from(ONE) {
-            return Ok(vec![outcome(self, env, &skipped(format!("healthy at the latest block: health factor {}", health(hf)))).await?]);
-        }
-        let balance = uint_call(&pool, p.debt, &BALANCE_OF, &[DynSolValue::Address(liquidator)]).await.map_err(rpc)?;
-        if balance.is_zero() {
-            return Ok(vec![outcome(self, env, &failed(format!("the liquidator {liquidator} holds none of the debt asset {}", p.debt))).await?]);
-        }
-        let cover = p.requested.min(balance);
-        let allowance = uint_call(&pool, p.debt, &ALLOWANCE, &[DynSolValue::Address(liquidator), DynSolValue::Address(p.lending_pool)])
+        let (hf, debt) = account_data(&pool, p.lending_pool, p.user)
             .await
             .map_err(rpc)?;
+        let skipped = |reason: String| LiquidationSkipped {
+            user: req.user.clone(),
+            reason,
+        };
+        if debt.is_zero() {
+            return Ok(vec![
+                outcome(
+                    self,
+                    env,
+                    &skipped(
+                        "no debt left at the latest block: already liquidated or repaid".into(),
+                    ),
+                )
+                .await?,
+            ]);
+        }
+        if hf >= U256::from(ONE) {
+            return Ok(vec![
+                outcome(
+                    self,
+                    env,
+                    &skipped(format!(
+                        "healthy at the latest block: health factor {}",
+                        health(hf)
+                    )),
+                )
+                .await?,
+            ]);
+        }
+        let balance = uint_call(
+            &pool,
+            p.debt,
+            &BALANCE_OF,
+            &[DynSolValue::Address(liquidator)],
+        )
+        .await
+        .map_err(rpc)?;
+        if balance.is_zero() {
+            return Ok(vec![
+                outcome(
+                    self,
+                    env,
+                    &failed(format!(
+                        "the liquidator {liquidator} holds none of the debt asset {}",
+                        p.debt
+                    )),
+                )
+                .await?,
+            ]);
+        }
+        let cover = p.requested.min(balance);
+        let allowance = uint_call(
+            &pool,
+            p.debt,
+            &ALLOWANCE,
+            &[
+                DynSolValue::Address(liquidator),
+                DynSolValue::Address(p.lending_pool),
+            ],
+        )
+        .await
+        .map_err(rpc)?;
         let approve = (allowance < cover).then(|| {
-            Bytes::from(APPROVE.abi_encode_input(&[DynSolValue::Address(p.lending_pool), DynSolValue::Uint(cover, 256)]).unwrap_or_default())
+            Bytes::from(
+                APPROVE
+                    .abi_encode_input(&[
+                        DynSolValue::Address(p.lending_pool),
+                        DynSolValue::Uint(cover, 256),
+                    ])
+                    .unwrap_or_default(),
+            )
         });
         let call = Bytes::from(
             LIQUIDATION_CALL
@@ -231,11 +359,23 @@ impl Core {
                 Ok(_) => {}
                 Err(ChainError::Reverted { data, message, .. }) => {
                     let reason = data.as_ref().map_or(message, |d| revert_reason(d));
-                    let raw = data.as_ref().map(alloy::primitives::hex::encode).unwrap_or_default();
+                    let raw = data
+                        .as_ref()
+                        .map(alloy::primitives::hex::encode)
+                        .unwrap_or_default();
                     if means_healthy(&reason) || means_healthy(&raw) {
                         return Ok(vec![outcome(self, env, &skipped(format!("the pool refuses it at the latest block ({reason}): nothing left to liquidate"))).await?]);
                     }
-                    return Ok(vec![outcome(self, env, &failed(format!("liquidationCall would revert at the latest block: {reason}"))).await?]);
+                    return Ok(vec![
+                        outcome(
+                            self,
+                            env,
+                            &failed(format!(
+                                "liquidationCall would revert at the latest block: {reason}"
+                            )),
+                        )
+                        .await?,
+                    ]);
                 }
                 Err(e) => return Err(rpc(e)),
             }
@@ -245,28 +385,57 @@ impl Core {
             p.user,
             p.lending_pool,
             health(hf),
-            if cover == U256::MAX { "the most allowed".to_owned() } else { cover.to_string() },
+            if cover == U256::MAX {
+                "the most allowed".to_owned()
+            } else {
+                cover.to_string()
+            },
             p.debt,
             p.collateral
         );
         if let Some(i) = safe {
             let mut calls = Vec::new();
             if let Some(a) = approve {
-                calls.push(Call { operation: 0, to: p.debt, value: U256::ZERO, data: a });
+                calls.push(Call {
+                    operation: 0,
+                    to: p.debt,
+                    value: U256::ZERO,
+                    data: a,
+                });
             }
-            calls.push(Call { operation: 0, to: p.lending_pool, value: U256::ZERO, data: call });
+            calls.push(Call {
+                operation: 0,
+                to: p.lending_pool,
+                value: U256::ZERO,
+                data: call,
+            });
             let acct = self.refresh(i).await?;
             let nonce = {
-                let highest = self.queue.highest_pending_nonce(self.safes[i].address).await.map_err(store)?;
+                let highest = self
+                    .queue
+                    .highest_pending_nonce(self.safes[i].address)
+                    .await
+                    .map_err(store)?;
                 highest.map_or(acct.nonce, |h| (h + 1).max(acct.nonce))
             };
             let tx = self.build(i, &calls, nonce);
-            let hash = tx.hash(self.safes[i].chain_id, self.safes[i].address, acct.hash_version());
-            self.queue.set_liquidation_tx(&env.key, hash).await.map_err(store)?;
-            let (proposed, _) = self.enqueue(i, env, &acct, tx, why, "liquidation".into(), &env.key).await?;
+            let hash = tx.hash(
+                self.safes[i].chain_id,
+                self.safes[i].address,
+                acct.hash_version(),
+            );
+            self.queue
+                .set_liquidation_tx(&env.key, hash)
+                .await
+                .map_err(store)?;
+            let (proposed, _) = self
+                .enqueue(i, env, &acct, tx, why, "liquidation".into(), &env.key)
+                .await?;
             return Ok(vec![proposed]);
         }
-        let Some(r) = relayer else { unreachable!("a route was chosen above") };
+        let Some(r) = relayer else {
+            unreachable!("a route was chosen above")
+        };
         let r = &self.relayers[r];
         let mut jobs = Vec::new();
         if let Some(a) = approve {
@@ -297,21 +466,57 @@ impl Core {
 }
 
 /// After a Safe transaction ran: the outcome of the liquidation it carried, if any.
-pub async fn after_execution(core: &Core, i: usize, _story: &Envelope, safe_tx_hash: B256, transaction_hash: B256, success: bool) -> Result<Vec<Envelope>, HandlerError> {
-    let Some(l) = core.queue.liquidation_by_safe_tx(safe_tx_hash).await.map_err(store)? else {
+pub async fn after_execution(
+    core: &Core,
+    i: usize,
+    _story: &Envelope,
+    safe_tx_hash: B256,
+    transaction_hash: B256,
+    success: bool,
+) -> Result<Vec<Envelope>, HandlerError> {
+    let Some(l) = core
+        .queue
+        .liquidation_by_safe_tx(safe_tx_hash)
+        .await
+        .map_err(store)?
+    else {
         return Ok(Vec::new());
     };
     if l.outcome.is_some() {
         return Ok(Vec::new());
     }
-    let request = Envelope::from_json(l.request.as_bytes()).map_err(|e| HandlerError::Fatal(e.to_string()))?;
-    let req: LiquidationRequested = request.payload().map_err(|e| HandlerError::Fatal(e.to_string()))?;
-    let receipt: Option<Receipt> = core.safes[i].pool.receipt(transaction_hash).await.map_err(rpc)?;
-    Ok(vec![settle(core, &request, &req, receipt.as_ref(), transaction_hash, success).await?])
+    let request = Envelope::from_json(l.request.as_bytes())
+        .map_err(|e| HandlerError::Fatal(e.to_string()))?;
+    let req: LiquidationRequested = request
+        .payload()
+        .map_err(|e| HandlerError::Fatal(e.to_string()))?;
+    let receipt: Option<Receipt> = core.safes[i]
+        .pool
+        .receipt(transaction_hash)
+        .await
+        .map_err(rpc)?;
+    Ok(vec![
+        settle(
+            core,
+            &request,
+            &req,
+            receipt.as_ref(),
+            transaction_hash,
+            success,
+        )
+        .await?,
+    ])
 }
 
 /// The outcome of a liquidation from the receipt of the transaction that carried it.
-pub async fn settle(core: &Core, request: &Envelope, req: &LiquidationRequested, receipt: Option<&Receipt>, transaction_hash: B256, success: bool) -> Result<Envelope, HandlerError> {
+pub async fn settle(
+    core: &Core,
+    request: &Envelope,
+    req: &LiquidationRequested,
+    receipt: Option<&Receipt>,
+    transaction_hash: B256,
+    success: bool,
+) -> Result<Envelope, HandlerError> {
     let found = match (parse(req), receipt) {
         (Ok(p), Some(r)) if success && r.success() => covered(&r.logs, p.lending_pool, p.user),
         _ => None,
@@ -319,39 +524,60 @@ pub async fn settle(core: &Core, request: &Envelope, req: &LiquidationRequested,
     match found {
         Some((debt, collateral)) => {
             tracing::info!(user = %req.user, transaction_hash = %transaction_hash, debt_covered = %debt, collateral_received = %collateral, "liquidated");
-            outcome(core, request, &LiquidationExecuted {
-                user: req.user.clone(),
-                transaction_hash: transaction_hash.to_string(),
-                debt_covered: debt.to_string(),
-                collateral_received: collateral.to_string(),
-            })
+            outcome(
+                core,
+                request,
+                &LiquidationExecuted {
+                    user: req.user.clone(),
+                    transaction_hash: transaction_hash.to_string(),
+                    debt_covered: debt.to_string(),
+                    collateral_received: collateral.to_string(),
+                },
+            )
             .await
         }
         None => {
-            outcome(core, request, &LiquidationFailed {
-                user: req.user.clone(),
-                error: if success && receipt.is_some_and(Receipt::success) {
-                    "the transaction ran but the pool reported no LiquidationCall for this user".into()
-                } else {
-                    "the liquidation reverted on chain".into()
+            outcome(
+                core,
+                request,
+                &LiquidationFailed {
+                    user: req.user.clone(),
+                    error: if success && receipt.is_some_and(Receipt::success) {
+                        "the transaction ran but the pool reported no LiquidationCall for this user"
+                            .into()
+                    } else {
+                        "the liquidation reverted on chain".into()
+                    },
+                    transaction_hash: Some(transaction_hash.to_string()),
                 },
-                transaction_hash: Some(transaction_hash.to_string()),
-            })
+            )
             .await
         }
     }
 }
 
 /// A liquidation's Safe transaction was superseded: it will never run.
-pub async fn superseded(core: &Core, _story: &Envelope, safe_tx_hash: B256) -> Result<Vec<Envelope>, HandlerError> {
-    let Some(l) = core.queue.liquidation_by_safe_tx(safe_tx_hash).await.map_err(store)? else {
+pub async fn superseded(
+    core: &Core,
+    _story: &Envelope,
+    safe_tx_hash: B256,
+) -> Result<Vec<Envelope>, HandlerError> {
+    let Some(l) = core
+        .queue
+        .liquidation_by_safe_tx(safe_tx_hash)
+        .await
+        .map_err(store)?
+    else {
         return Ok(Vec::new());
     };
     if l.outcome.is_some() {
         return Ok(Vec::new());
     }
-    let request = Envelope::from_json(l.request.as_bytes()).map_err(|e| HandlerError::Fatal(e.to_string()))?;
-    let req: LiquidationRequested = request.payload().map_err(|e| HandlerError::Fatal(e.to_string()))?;
+    let request = Envelope::from_json(l.request.as_bytes())
+        .map_err(|e| HandlerError::Fatal(e.to_string()))?;
+    let req: LiquidationRequested = request
+        .payload()
+        .map_err(|e| HandlerError::Fatal(e.to_string()))?;
     Ok(vec![outcome(core, &request, &LiquidationFailed {
         user: req.user,
         error: format!("its Safe transaction {safe_tx_hash} was superseded: another transaction used the nonce"),

@@ -108,10 +108,12 @@ impl Queue {
     }
 
     pub async fn account(&self, safe: Address) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query("SELECT chain_id, owners, threshold, nonce, version FROM safe_accounts WHERE safe = $1")
-            .bind(safe.to_checksum(None))
-            .fetch_optional(self.store.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT chain_id, owners, threshold, nonce, version FROM safe_accounts WHERE safe = $1",
+        )
+        .bind(safe.to_checksum(None))
+        .fetch_optional(self.store.pool())
+        .await?;
         row.map(|r| {
             let owners: String = r.try_get(1)?;
             Ok(Account {
@@ -148,14 +150,19 @@ impl Queue {
     fn row(r: &steward_store::sqlx::any::AnyRow) -> Result<Row_, StoreError> {
         let hash: String = r.try_get(0)?;
         let proposed: String = r.try_get(5)?;
-        let env: serde_json::Value = serde_json::from_str(&proposed).map_err(|e| bad("proposal")(e.to_string()))?;
+        let env: serde_json::Value =
+            serde_json::from_str(&proposed).map_err(|e| bad("proposal")(e.to_string()))?;
         let d = &env["data"];
         let u = |k: &str| d[k].as_str().unwrap_or("0").parse().unwrap_or_default();
         let a = |k: &str| Address::from_str(d[k].as_str().unwrap_or_default()).unwrap_or_default();
         let tx = SafeTx {
             to: a("to"),
             value: u("value"),
-            data: d["data"].as_str().and_then(|h| alloy::primitives::hex::decode(h.trim_start_matches("0x")).ok()).unwrap_or_default().into(),
+            data: d["data"]
+                .as_str()
+                .and_then(|h| alloy::primitives::hex::decode(h.trim_start_matches("0x")).ok())
+                .unwrap_or_default()
+                .into(),
             operation: d["operation"].as_u64().unwrap_or(0) as u8,
             safe_tx_gas: u("safe_tx_gas"),
             base_gas: u("base_gas"),
@@ -179,18 +186,24 @@ impl Queue {
     const COLS: &'static str = "safe_tx_hash, safe, chain_id, nonce, status, proposed, executed_tx";
 
     pub async fn by_hash(&self, hash: B256) -> Result<Option<Row_>, StoreError> {
-        let r = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE safe_tx_hash = $1", Self::COLS))
-            .bind(hash.to_string())
-            .fetch_optional(self.store.pool())
-            .await?;
+        let r = sqlx::query(&format!(
+            "SELECT {} FROM safe_txs WHERE safe_tx_hash = $1",
+            Self::COLS
+        ))
+        .bind(hash.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
         r.as_ref().map(Self::row).transpose()
     }
 
     pub async fn by_origin(&self, key: &str) -> Result<Option<Row_>, StoreError> {
-        let r = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE origin_key = $1", Self::COLS))
-            .bind(key)
-            .fetch_optional(self.store.pool())
-            .await?;
+        let r = sqlx::query(&format!(
+            "SELECT {} FROM safe_txs WHERE origin_key = $1",
+            Self::COLS
+        ))
+        .bind(key)
+        .fetch_optional(self.store.pool())
+        .await?;
         r.as_ref().map(Self::row).transpose()
     }
 
@@ -208,19 +221,24 @@ impl Queue {
 
     /// Every transaction in a status, for the relayer.
     pub async fn with_status(&self, status: Status) -> Result<Vec<Row_>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {} FROM safe_txs WHERE status = $1 ORDER BY nonce", Self::COLS))
-            .bind(status.as_str())
-            .fetch_all(self.store.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM safe_txs WHERE status = $1 ORDER BY nonce",
+            Self::COLS
+        ))
+        .bind(status.as_str())
+        .fetch_all(self.store.pool())
+        .await?;
         rows.iter().map(Self::row).collect()
     }
 
     /// The highest nonce queued for `safe` and still waiting.
     pub async fn highest_pending_nonce(&self, safe: Address) -> Result<Option<u64>, StoreError> {
-        let r = sqlx::query("SELECT MAX(nonce) FROM safe_txs WHERE safe = $1 AND status IN ('queued', 'ready')")
-            .bind(safe.to_checksum(None))
-            .fetch_one(self.store.pool())
-            .await?;
+        let r = sqlx::query(
+            "SELECT MAX(nonce) FROM safe_txs WHERE safe = $1 AND status IN ('queued', 'ready')",
+        )
+        .bind(safe.to_checksum(None))
+        .fetch_one(self.store.pool())
+        .await?;
         Ok(r.try_get::<Option<i64>, _>(0)?.map(|n| n as u64))
     }
 
@@ -243,7 +261,12 @@ impl Queue {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_status(&self, hash: B256, status: Status, executed_tx: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_status(
+        &self,
+        hash: B256,
+        status: Status,
+        executed_tx: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE safe_txs SET status = $2, executed_tx = COALESCE($3, executed_tx) WHERE safe_tx_hash = $1")
             .bind(hash.to_string())
             .bind(status.as_str())
@@ -263,7 +286,8 @@ impl Queue {
                 let sig: String = r.try_get(1)?;
                 Ok(StoredSignature {
                     owner: addr(&r.try_get::<String, _>(0)?)?,
-                    signature: alloy::primitives::hex::decode(sig.trim_start_matches("0x")).map_err(|e| bad("signature")(e.to_string()))?,
+                    signature: alloy::primitives::hex::decode(sig.trim_start_matches("0x"))
+                        .map_err(|e| bad("signature")(e.to_string()))?,
                     kind: r.try_get(2)?,
                     submission_key: r.try_get(3)?,
                 })
@@ -273,7 +297,14 @@ impl Queue {
 
     /// Records an accepted signature; returns the submission key already there for this owner,
     /// if there was one.
-    pub async fn add_signature(&self, hash: B256, owner: Address, signature: &[u8], kind: &str, submission_key: &str) -> Result<Option<String>, StoreError> {
+    pub async fn add_signature(
+        &self,
+        hash: B256,
+        owner: Address,
+        signature: &[u8],
+        kind: &str,
+        submission_key: &str,
+    ) -> Result<Option<String>, StoreError> {
         let done = sqlx::query(
             "INSERT INTO safe_signatures (safe_tx_hash, owner, signature, kind, submission_key, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -289,11 +320,13 @@ impl Queue {
         if done.rows_affected() == 1 {
             return Ok(None);
         }
-        let r = sqlx::query("SELECT submission_key FROM safe_signatures WHERE safe_tx_hash = $1 AND owner = $2")
-            .bind(hash.to_string())
-            .bind(owner.to_checksum(None))
-            .fetch_one(self.store.pool())
-            .await?;
+        let r = sqlx::query(
+            "SELECT submission_key FROM safe_signatures WHERE safe_tx_hash = $1 AND owner = $2",
+        )
+        .bind(hash.to_string())
+        .bind(owner.to_checksum(None))
+        .fetch_one(self.store.pool())
+        .await?;
         Ok(Some(r.try_get(0)?))
     }
 }
@@ -346,8 +379,10 @@ impl Queue {
             .bind(i(nonce))
             .fetch_optional(self.store.pool())
             .await?;
-        r.map(|r| B256::from_str(&r.try_get::<String, _>(0)?).map_err(|e| bad("hash")(e.to_string())))
-            .transpose()
+        r.map(|r| {
+            B256::from_str(&r.try_get::<String, _>(0)?).map_err(|e| bad("hash")(e.to_string()))
+        })
+        .transpose()
     }
 
     /// Adds a job unless one with its key exists.
@@ -402,7 +437,12 @@ impl Queue {
             .collect()
     }
 
-    pub async fn set_job(&self, key: &str, status: &str, detail: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_job(
+        &self,
+        key: &str,
+        status: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE relay_jobs SET status = $2, detail = $3 WHERE job_key = $1")
             .bind(key)
             .bind(status)
@@ -449,7 +489,8 @@ impl Queue {
             .map(|r| {
                 let num = |s: String| s.parse::<u128>().map_err(|e| bad("fee")(e.to_string()));
                 Ok(Attempt {
-                    tx_hash: B256::from_str(&r.try_get::<String, _>(0)?).map_err(|e| bad("hash")(e.to_string()))?,
+                    tx_hash: B256::from_str(&r.try_get::<String, _>(0)?)
+                        .map_err(|e| bad("hash")(e.to_string()))?,
                     nonce: r.try_get::<i64, _>(1)? as u64,
                     max_fee: num(r.try_get(2)?)?,
                     priority_fee: num(r.try_get(3)?)?,
@@ -493,7 +534,10 @@ impl Queue {
         r.as_ref().map(Self::liquidation_row).transpose()
     }
 
-    pub async fn liquidation_by_safe_tx(&self, hash: B256) -> Result<Option<Liquidation>, StoreError> {
+    pub async fn liquidation_by_safe_tx(
+        &self,
+        hash: B256,
+    ) -> Result<Option<Liquidation>, StoreError> {
         let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome FROM safe_liquidations WHERE safe_tx_hash = $1")
             .bind(hash.to_string())
             .fetch_optional(self.store.pool())
@@ -511,7 +555,11 @@ impl Queue {
     }
 
     /// Records the outcome unless one is there; returns the outcome that stands.
-    pub async fn set_liquidation_outcome(&self, key: &str, outcome: &str) -> Result<String, StoreError> {
+    pub async fn set_liquidation_outcome(
+        &self,
+        key: &str,
+        outcome: &str,
+    ) -> Result<String, StoreError> {
         sqlx::query("UPDATE safe_liquidations SET outcome = $2 WHERE liquidation_key = $1 AND outcome IS NULL")
             .bind(key)
             .bind(outcome)
@@ -521,6 +569,7 @@ impl Queue {
             .bind(key)
             .fetch_one(self.store.pool())
             .await?;
-        Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_else(|| outcome.to_owned()))
+        Ok(r.try_get::<Option<String>, _>(0)?
+            .unwrap_or_else(|| outcome.to_owned()))
     }
 }

@@ -39,19 +39,29 @@ const POLL: Duration = Duration::from_secs(1);
 const GWEI: f64 = 1e9;
 
 /// The fees of a first attempt, or `None` while the base fee is above the cap.
-pub fn first_fees(base_fee: u128, policy: &steward_config::section::safes::RelayerConfig) -> Option<(u128, u128)> {
+pub fn first_fees(
+    base_fee: u128,
+    policy: &steward_config::section::safes::RelayerConfig,
+) -> Option<(u128, u128)> {
     let cap = (policy.max_fee_gwei * GWEI) as u128;
     let tip = (policy.priority_fee_gwei * GWEI) as u128;
     if base_fee.saturating_add(tip) > cap {
         return None;
     }
-    Some(((base_fee.saturating_mul(2)).saturating_add(tip).min(cap), tip))
+    Some((
+        (base_fee.saturating_mul(2)).saturating_add(tip).min(cap),
+        tip,
+    ))
 }
 
 /// The fees of a replacement: both raised by `bump` percent (at least 10), at least what
 /// the market asks now, never above the cap. `None` when the cap leaves no room for a valid
 /// replacement.
-pub fn bumped_fees(prev: (u128, u128), now: Option<(u128, u128)>, policy: &steward_config::section::safes::RelayerConfig) -> Option<(u128, u128)> {
+pub fn bumped_fees(
+    prev: (u128, u128),
+    now: Option<(u128, u128)>,
+    policy: &steward_config::section::safes::RelayerConfig,
+) -> Option<(u128, u128)> {
     let cap = (policy.max_fee_gwei * GWEI) as u128;
     let pct = u128::from(policy.bump_percent.max(10));
     let up = |v: u128| v.saturating_mul(100 + pct).div_ceil(100);
@@ -99,7 +109,9 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
         if !unsent.is_empty() {
             match log.append(&unsent).await {
                 Ok(_) => unsent.clear(),
-                Err(e) => tracing::warn!(events = unsent.len(), error = %e, "cannot append the relayer's events yet; keeping them"),
+                Err(e) => {
+                    tracing::warn!(events = unsent.len(), error = %e, "cannot append the relayer's events yet; keeping them")
+                }
             }
         }
         tokio::select! {
@@ -121,11 +133,15 @@ fn err(e: HandlerError) -> anyhow::Error {
 
 /// One look at a relayer's open jobs: follows the one in flight, or sends the next one
 /// that can go. Returns events to announce.
-async fn step(core: &Core, r: usize, said: &mut HashMap<String, String>) -> anyhow::Result<Vec<Envelope>> {
+async fn step(
+    core: &Core,
+    r: usize,
+    said: &mut HashMap<String, String>,
+) -> anyhow::Result<Vec<Envelope>> {
     let rel = &core.relayers[r];
     let jobs = core.queue.open_jobs(rel.address).await?;
     if let Some(job) = jobs.iter().find(|j| j.status == "sent") {
-        return follow(core, rel, job).await;
+        return follow(core, rel, job, said).await;
     }
     for job in &jobs {
         match prepare(core, job).await? {
@@ -140,7 +156,9 @@ async fn step(core: &Core, r: usize, said: &mut HashMap<String, String>) -> anyh
             }
             Prepared::Drop(why) => {
                 tracing::info!(job = %job.key, "job dropped: {why}");
-                core.queue.set_job(&job.key, "cancelled", Some(&why)).await?;
+                core.queue
+                    .set_job(&job.key, "cancelled", Some(&why))
+                    .await?;
             }
         }
     }
@@ -156,7 +174,9 @@ enum Prepared {
 /// The calldata a job sends now, or why it waits or no longer applies.
 async fn prepare(core: &Core, job: &Job) -> anyhow::Result<Prepared> {
     if job.kind != "exec" {
-        return Ok(Prepared::Send(Bytes::from(unhex("data", &job.data).map_err(anyhow::Error::msg)?)));
+        return Ok(Prepared::Send(Bytes::from(
+            unhex("data", &job.data).map_err(anyhow::Error::msg)?,
+        )));
     }
     let Some(hash) = job.safe_tx_hash else {
         return Ok(Prepared::Drop("no Safe transaction".into()));
@@ -167,13 +187,23 @@ async fn prepare(core: &Core, job: &Job) -> anyhow::Result<Prepared> {
     if row.status != Status::Ready {
         return Ok(Prepared::Drop(format!("{hash} is {}", row.status.as_str())));
     }
-    let Some(i) = core.safes.iter().position(|s| s.address == row.safe && s.chain_id == row.chain_id) else {
-        return Ok(Prepared::Drop(format!("the Safe {} is no longer configured", row.safe)));
+    let Some(i) = core
+        .safes
+        .iter()
+        .position(|s| s.address == row.safe && s.chain_id == row.chain_id)
+    else {
+        return Ok(Prepared::Drop(format!(
+            "the Safe {} is no longer configured",
+            row.safe
+        )));
     };
     let s = &core.safes[i];
     let nonce = account::read_nonce(&s.pool, s.address).await?;
     if row.nonce > nonce {
-        return Ok(Prepared::Wait(format!("{hash} waits for nonce {} (the Safe is at {nonce})", row.nonce)));
+        return Ok(Prepared::Wait(format!(
+            "{hash} waits for nonce {} (the Safe is at {nonce})",
+            row.nonce
+        )));
     }
     let acct = core.refresh(i).await.map_err(err)?;
     let sigs = core.packed_signatures(&row, &acct).await.map_err(err)?;
@@ -181,16 +211,34 @@ async fn prepare(core: &Core, job: &Job) -> anyhow::Result<Prepared> {
 }
 
 /// Signs and sends a job's transaction.
-async fn send(core: &Core, rel: &RelayerRt, job: &Job, data: Bytes, again: Option<&Attempt>, said: &mut HashMap<String, String>) -> anyhow::Result<Vec<Envelope>> {
-    let gas = match rel.pool.estimate_gas(rel.address, job.target, data.clone(), U256::ZERO).await {
-        Ok(g) => g,
-        Err(ChainError::Reverted { data: rdata, message, .. }) => {
-            let reason = rdata.as_ref().map_or(message, |d| revert_reason(d));
-            return refused(core, job, &reason, said).await;
-        }
-        Err(e) => return Err(e.into()),
+async fn send(
+    core: &Core,
+    rel: &RelayerRt,
+    job: &Job,
+    data: Bytes,
+    again: Option<&Attempt>,
+    said: &mut HashMap<String, String>,
+) -> anyhow::Result<Vec<Envelope>> {
+    // A replacement is the same transaction: it keeps its gas limit.
+    let gas_limit = match again {
+        Some(prev) => prev.gas_limit,
+        None => match rel
+            .pool
+            .estimate_gas(rel.address, job.target, data.clone(), U256::ZERO)
+            .await
+        {
+            Ok(g) => g.saturating_mul(13) / 10 + 10_000,
+            Err(ChainError::Reverted {
+                data: rdata,
+                message,
+                ..
+            }) => {
+                let reason = rdata.as_ref().map_or(message, |d| revert_reason(d));
+                return refused(core, job, &reason, said).await;
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
-    let gas_limit = gas.saturating_mul(13) / 10 + 10_000;
     let base = rel.pool.base_fee().await?;
     let market = first_fees(base, &rel.policy);
     let fees = match again {
@@ -224,11 +272,21 @@ async fn send(core: &Core, rel: &RelayerRt, job: &Job, data: Bytes, again: Optio
         access_list: Default::default(),
         input: data,
     };
-    let sig = rel.signer.sign_transaction_sync(&mut tx).map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
+    let sig = rel
+        .signer
+        .sign_transaction_sync(&mut tx)
+        .map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
     let signed = tx.into_signed(sig);
     let hash = *signed.hash();
     let raw = TxEnvelope::from(signed).encoded_2718();
-    let attempt = Attempt { tx_hash: hash, nonce, max_fee, priority_fee: tip, gas_limit, sent_at_ms: now_ms() };
+    let attempt = Attempt {
+        tx_hash: hash,
+        nonce,
+        max_fee,
+        priority_fee: tip,
+        gas_limit,
+        sent_at_ms: now_ms(),
+    };
     core.queue.record_attempt(&job.key, &attempt).await?;
     match rel.pool.send_raw_transaction(raw.into(), hash).await {
         Ok(_) => {
@@ -240,7 +298,13 @@ async fn send(core: &Core, rel: &RelayerRt, job: &Job, data: Bytes, again: Optio
             let m = e.to_string().to_ascii_lowercase();
             if m.contains("nonce too low") || m.contains("nonce is too low") {
                 // Another transaction used the nonce: the next look sends at a fresh one.
-                core.queue.set_job(&job.key, "pending", Some("nonce used elsewhere; sending again")).await?;
+                core.queue
+                    .set_job(
+                        &job.key,
+                        "pending",
+                        Some("nonce used elsewhere; sending again"),
+                    )
+                    .await?;
             }
             Err(e.into())
         }
@@ -248,7 +312,12 @@ async fn send(core: &Core, rel: &RelayerRt, job: &Job, data: Bytes, again: Optio
 }
 
 /// The node refuses a job's transaction (its estimate reverts).
-async fn refused(core: &Core, job: &Job, reason: &str, said: &mut HashMap<String, String>) -> anyhow::Result<Vec<Envelope>> {
+async fn refused(
+    core: &Core,
+    job: &Job,
+    reason: &str,
+    said: &mut HashMap<String, String>,
+) -> anyhow::Result<Vec<Envelope>> {
     if job.kind == "exec" {
         // It may pass later (funds arriving, a guard's window): keep it, say it once.
         let why = format!("execTransaction would revert now ({reason}); trying again");
@@ -265,17 +334,31 @@ async fn refused(core: &Core, job: &Job, reason: &str, said: &mut HashMap<String
             if l.outcome.is_none() {
                 let request = Envelope::from_json(l.request.as_bytes())?;
                 let req: LiquidationRequested = request.payload()?;
-                let step = if job.kind == "approve" { "the approval of the debt asset" } else { "liquidationCall" };
-                out.push(liquidation::outcome(core, &request, &LiquidationFailed {
-                    user: req.user,
-                    error: format!("{step} would revert: {reason}"),
-                    transaction_hash: None,
-                }).await.map_err(err)?);
+                let step = if job.kind == "approve" {
+                    "the approval of the debt asset"
+                } else {
+                    "liquidationCall"
+                };
+                out.push(
+                    liquidation::outcome(
+                        core,
+                        &request,
+                        &LiquidationFailed {
+                            user: req.user,
+                            error: format!("{step} would revert: {reason}"),
+                            transaction_hash: None,
+                        },
+                    )
+                    .await
+                    .map_err(err)?,
+                );
             }
             // The steps after a failed one cannot succeed.
             for j in core.queue.open_jobs(job.relayer).await? {
                 if j.liquidation_key.as_deref() == Some(k.as_str()) {
-                    core.queue.set_job(&j.key, "cancelled", Some("an earlier step failed")).await?;
+                    core.queue
+                        .set_job(&j.key, "cancelled", Some("an earlier step failed"))
+                        .await?;
                 }
             }
         }
@@ -284,7 +367,12 @@ async fn refused(core: &Core, job: &Job, reason: &str, said: &mut HashMap<String
 }
 
 /// Follows a job in flight: its receipt, or a resend when it was dropped or is slow.
-async fn follow(core: &Core, rel: &RelayerRt, job: &Job) -> anyhow::Result<Vec<Envelope>> {
+async fn follow(
+    core: &Core,
+    rel: &RelayerRt,
+    job: &Job,
+    said: &mut HashMap<String, String>,
+) -> anyhow::Result<Vec<Envelope>> {
     let attempts = core.queue.attempts(&job.key).await?;
     for a in attempts.iter().rev() {
         if let Some(receipt) = rel.pool.receipt(a.tx_hash).await? {
@@ -299,7 +387,9 @@ async fn follow(core: &Core, rel: &RelayerRt, job: &Job) -> anyhow::Result<Vec<E
     if mined_nonce > last.nonce {
         // The nonce is used, but by none of ours (receipts were checked just above).
         tracing::warn!(job = %job.key, nonce = last.nonce, "the relayer's nonce was used by another transaction; sending again at a fresh nonce");
-        core.queue.set_job(&job.key, "pending", Some("nonce used elsewhere")).await?;
+        core.queue
+            .set_job(&job.key, "pending", Some("nonce used elsewhere"))
+            .await?;
         return Ok(Vec::new());
     }
     let known = rel.pool.transaction_known(last.tx_hash).await?;
@@ -312,7 +402,13 @@ async fn follow(core: &Core, rel: &RelayerRt, job: &Job) -> anyhow::Result<Vec<E
         // Executed by someone else meanwhile, or no longer ready: the receipt-less attempt
         // is left to drop out of the mempool.
         Prepared::Wait(_) | Prepared::Drop(_) if job.kind == "exec" => {
-            core.queue.set_job(&job.key, "cancelled", Some("no longer ready while in flight")).await?;
+            core.queue
+                .set_job(
+                    &job.key,
+                    "cancelled",
+                    Some("no longer ready while in flight"),
+                )
+                .await?;
             return Ok(Vec::new());
         }
         Prepared::Wait(_) | Prepared::Drop(_) => return Ok(Vec::new()),
@@ -320,26 +416,44 @@ async fn follow(core: &Core, rel: &RelayerRt, job: &Job) -> anyhow::Result<Vec<E
     if !known {
         tracing::warn!(job = %job.key, transaction_hash = %last.tx_hash, "relayer transaction dropped from the mempool; sending again at the same nonce");
     }
-    let mut said = HashMap::new();
-    send(core, rel, job, data, Some(last), &mut said).await
+    send(core, rel, job, data, Some(last), said).await
 }
 
 /// A job's transaction was mined.
-async fn finish(core: &Core, rel: &RelayerRt, job: &Job, receipt: &Receipt) -> anyhow::Result<Vec<Envelope>> {
+async fn finish(
+    core: &Core,
+    rel: &RelayerRt,
+    job: &Job,
+    receipt: &Receipt,
+) -> anyhow::Result<Vec<Envelope>> {
     let tx_hash = receipt.transaction_hash;
     let block = receipt.block_number.to::<u64>();
     tracing::info!(job = %job.key, transaction_hash = %tx_hash, block, success = receipt.success(), gas_used = receipt.gas_used.to::<u64>(), "relayer transaction mined");
     let status = if receipt.success() { "done" } else { "failed" };
-    core.queue.set_job(&job.key, status, (!receipt.success()).then_some("reverted on chain")).await?;
+    core.queue
+        .set_job(
+            &job.key,
+            status,
+            (!receipt.success()).then_some("reverted on chain"),
+        )
+        .await?;
     match job.kind.as_str() {
         "exec" => {
-            let Some(hash) = job.safe_tx_hash else { return Ok(Vec::new()) };
-            let Some(i) = core.safes.iter().position(|s| s.address == job.target && s.chain_id == rel.chain_id) else {
+            let Some(hash) = job.safe_tx_hash else {
+                return Ok(Vec::new());
+            };
+            let Some(i) = core
+                .safes
+                .iter()
+                .position(|s| s.address == job.target && s.chain_id == rel.chain_id)
+            else {
                 return Ok(Vec::new());
             };
             if !receipt.success() {
                 // Nothing happened on chain: the nonce is unused and owners can still execute.
-                let Some(row) = core.queue.by_hash(hash).await? else { return Ok(Vec::new()) };
+                let Some(row) = core.queue.by_hash(hash).await? else {
+                    return Ok(Vec::new());
+                };
                 let (story, _) = proposed_of(&row).map_err(err)?;
                 return Ok(vec![keyed(&story, format!("safe:failed:{hash}:{tx_hash}"), &SafeTxFailed {
                     safe: core.safes[i].address.to_checksum(None),
@@ -349,17 +463,32 @@ async fn finish(core: &Core, rel: &RelayerRt, job: &Job, receipt: &Receipt) -> a
                 }, rel.chain_id)]);
             }
             let success = execution_outcome(&receipt.logs, job.target, hash).unwrap_or(true);
-            core.serially(core.executed(i, None, hash, tx_hash, block, success)).await.map_err(err)
+            core.serially(core.executed(i, None, hash, tx_hash, block, success))
+                .await
+                .map_err(err)
         }
         "liquidate" => {
-            let Some(k) = &job.liquidation_key else { return Ok(Vec::new()) };
-            let Some(l) = core.queue.liquidation(k).await? else { return Ok(Vec::new()) };
+            let Some(k) = &job.liquidation_key else {
+                return Ok(Vec::new());
+            };
+            let Some(l) = core.queue.liquidation(k).await? else {
+                return Ok(Vec::new());
+            };
             if l.outcome.is_some() {
                 return Ok(Vec::new());
             }
             let request = Envelope::from_json(l.request.as_bytes())?;
             let req: LiquidationRequested = request.payload()?;
-            Ok(vec![liquidation::settle(core, &request, &req, Some(receipt), tx_hash, receipt.success()).await.map_err(err)?])
+            Ok(vec![liquidation::settle(
+                core,
+                &request,
+                &req,
+                Some(receipt),
+                tx_hash,
+                receipt.success(),
+            )
+            .await
+            .map_err(err)?])
         }
         _ if !receipt.success() => {
             // An approval that reverted: the liquidation behind it cannot go.
@@ -371,12 +500,17 @@ async fn finish(core: &Core, rel: &RelayerRt, job: &Job, receipt: &Receipt) -> a
 
 /// `ExecutionSuccess` (true) or `ExecutionFailure` (false) of `safe_tx_hash` in a receipt.
 /// v1.4.1 indexes the hash (a topic); v1.3.0 puts it in the data.
-pub fn execution_outcome(logs: &[alloy::rpc::types::Log], safe: Address, safe_tx_hash: B256) -> Option<bool> {
+pub fn execution_outcome(
+    logs: &[alloy::rpc::types::Log],
+    safe: Address,
+    safe_tx_hash: B256,
+) -> Option<bool> {
     let ok = alloy::primitives::keccak256("ExecutionSuccess(bytes32,uint256)");
     let failed = alloy::primitives::keccak256("ExecutionFailure(bytes32,uint256)");
     logs.iter().filter(|l| l.address() == safe).find_map(|l| {
         let t = l.topics();
-        let names = t.get(1).copied() == Some(safe_tx_hash) || l.data().data.get(..32) == Some(safe_tx_hash.as_slice());
+        let names = t.get(1).copied() == Some(safe_tx_hash)
+            || l.data().data.get(..32) == Some(safe_tx_hash.as_slice());
         match t.first() {
             Some(x) if *x == ok && names => Some(true),
             Some(x) if *x == failed && names => Some(false),
@@ -391,7 +525,8 @@ mod tests {
     use steward_config::section::safes::RelayerConfig;
 
     fn policy(max: f64, tip: f64, bump: u32) -> RelayerConfig {
-        let mut p: RelayerConfig = serde_json::from_value(serde_json::json!({ "key": "" })).unwrap();
+        let mut p: RelayerConfig =
+            serde_json::from_value(serde_json::json!({ "key": "" })).unwrap();
         p.max_fee_gwei = max;
         p.priority_fee_gwei = tip;
         p.bump_percent = bump;

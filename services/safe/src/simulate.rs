@@ -37,7 +37,12 @@ pub struct Simulation {
 }
 
 /// Simulates `tx`'s call from `safe` through `accessor`.
-pub async fn simulate(pool: &EndpointPool, safe: Address, accessor: Address, tx: &SafeTx) -> Result<Simulation, ChainError> {
+pub async fn simulate(
+    pool: &EndpointPool,
+    safe: Address,
+    accessor: Address,
+    tx: &SafeTx,
+) -> Result<Simulation, ChainError> {
     let payload = SIMULATE
         .abi_encode_input(&[
             DynSolValue::Address(tx.to),
@@ -52,19 +57,30 @@ pub async fn simulate(pool: &EndpointPool, safe: Address, accessor: Address, tx:
     let data = match pool.eth_call(safe, call.into(), BlockRef::Latest).await {
         Err(ChainError::Reverted { data: Some(d), .. }) => d,
         Err(ChainError::Reverted { message, .. }) => {
-            return Ok(Simulation { success: false, reason: Some(format!("simulation reverted without data: {message}")), gas: None })
+            return Ok(Simulation {
+                success: false,
+                reason: Some(format!("simulation reverted without data: {message}")),
+                gas: None,
+            })
         }
         Err(e) => return Err(e),
         Ok(_) => {
             return Ok(Simulation {
                 success: false,
-                reason: Some("simulateAndRevert returned instead of reverting: is this a Safe v1.3.0+?".into()),
+                reason: Some(
+                    "simulateAndRevert returned instead of reverting: is this a Safe v1.3.0+?"
+                        .into(),
+                ),
                 gas: None,
             })
         }
     };
     if data.len() < 64 {
-        return Ok(Simulation { success: false, reason: Some("simulation answer too short".into()), gas: None });
+        return Ok(Simulation {
+            success: false,
+            reason: Some("simulation answer too short".into()),
+            gas: None,
+        });
     }
     let inner = &data[64..];
     let Ok(values) = SIMULATE.abi_decode_output(inner) else {
@@ -83,7 +99,11 @@ pub async fn simulate(pool: &EndpointPool, safe: Address, accessor: Address, tx:
         (false, Some(DynSolValue::Bytes(r))) => Some(revert_reason(r)),
         _ => None,
     };
-    Ok(Simulation { success, reason, gas })
+    Ok(Simulation {
+        success,
+        reason,
+        gas,
+    })
 }
 
 /// A revert's data for people: `Error(string)`'s message, `Panic(uint256)`'s code, or hex.
@@ -91,7 +111,11 @@ pub fn revert_reason(data: &[u8]) -> String {
     match data.get(..4) {
         Some([0x08, 0xc3, 0x79, 0xa0]) => {
             let f = Function::parse("Error(string)").expect("parses");
-            match f.abi_decode_input(&data[4..]).ok().and_then(|v| v.into_iter().next()) {
+            match f
+                .abi_decode_input(&data[4..])
+                .ok()
+                .and_then(|v| v.into_iter().next())
+            {
                 Some(DynSolValue::String(s)) => s,
                 _ => format!("0x{}", alloy::primitives::hex::encode(data)),
             }

@@ -223,10 +223,17 @@ impl EndpointPool {
             .map(|t| t.is_some())
     }
 
-    /// `eth_estimateGas` of a call from `from`.
-    pub async fn estimate_gas(&self, from: Address, to: Address, data: Bytes, value: U256) -> Result<u64> {
+    /// `eth_estimateGas` of a call from `from`, against the latest block (not the pending
+    /// one, where a transaction of the same sender may already have changed the state).
+    pub async fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        data: Bytes,
+        value: U256,
+    ) -> Result<u64> {
         let tx = json!({ "from": from, "to": to, "data": data, "value": value });
-        self.request::<_, U64>("eth_estimateGas", (tx,))
+        self.request::<_, U64>("eth_estimateGas", (tx, "latest"))
             .await
             .map(|n| n.to::<u64>())
     }

@@ -525,9 +525,8 @@ impl Anvil {
             multi_send: self.deploy(&safe_artifact("libraries/MultiSend.sol/MultiSend").1),
             multi_send_call_only: self
                 .deploy(&safe_artifact("libraries/MultiSendCallOnly.sol/MultiSendCallOnly").1),
-            simulate_tx_accessor: self.deploy(
-                &safe_artifact("accessors/SimulateTxAccessor.sol/SimulateTxAccessor").1,
-            ),
+            simulate_tx_accessor: self
+                .deploy(&safe_artifact("accessors/SimulateTxAccessor.sol/SimulateTxAccessor").1),
         }
     }
 
