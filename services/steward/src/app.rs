@@ -165,6 +165,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Playbook(cmd) => playbook_command(cli.config.as_deref(), cmd).await,
+        Command::Safe(cmd) => {
+            let cfg = load_config(cli.config.as_deref())?;
+            crate::safe_cli::run(cmd, cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Log {
             events,
             batch,

@@ -41,6 +41,10 @@ pub enum Command {
     /// Playbooks: check them, test them on recorded events, replay them against the log.
     #[command(subcommand)]
     Playbook(PlaybookCommand),
+    /// Safe transactions for signers: the queue, one transaction in full, sign, execute
+    /// (through the api service's HTTP API; `--api URL` or the config's `api.listen`).
+    #[command(subcommand)]
+    Safe(crate::safe_cli::SafeCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod app;
 mod bench;
 mod cli;
 mod playbook;
+mod safe_cli;
 mod watch;
 
 use std::process::ExitCode;
