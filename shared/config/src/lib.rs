@@ -136,11 +136,11 @@ pub use document::{Document, Located, Position};
 pub use env::{Env, MapEnv, SystemEnv};
 pub use error::{ConfigError, ErrorKind, Location, Origin};
 pub use secret::{redact_url, Secret, MASK, REDACTED};
+pub use section::api::ApiConfig;
 pub use section::chains::{
     is_address_syntax, rpc_url_for_display, BalanceConfig, CallConfig, ChainConfig, EmitMode,
     Finality, FinalityTag, Latest, RpcConfig, Scalar, StartBlock, WatchConfig, MULTICALL3,
 };
-pub use section::api::ApiConfig;
 pub use section::database::DatabaseConfig;
 pub use section::event_log::{ConsumerConfig, EventLogBackend, EventLogConfig, NatsConfig};
 pub use section::http::HttpConfig;
