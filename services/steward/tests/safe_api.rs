@@ -3,7 +3,9 @@
 //! and a 2-of-3 Safe.
 //!
 //! - The signer CLI, as the real binary: `steward safe queue`, `show`, `sign` with encrypted
-//!   keystores made here, `execute`; a tampering API is refused before anything is signed.
+//!   keystores made here (one password typed at the prompt on a pseudo-terminal, made by
+//!   util-linux `script`, and not echoed), `execute`; a tampering API is refused before
+//!   anything is signed.
 //! - Interop: the Safe ecosystem's own TypeScript clients (`@safe-global/api-kit` and
 //!   `@safe-global/protocol-kit`, pinned by scripts/install-test-deps) propose, confirm, list
 //!   and fetch through Steward (`txServiceUrl` ending in `/api`), and Steward's relayer executes.
@@ -144,6 +146,66 @@ impl Steward {
             cmd.env(steward_password_env(), p);
         }
         cmd.output().unwrap()
+    }
+
+    /// `steward safe …` on a pseudo-terminal, typing `password` once the prompt is shown;
+    /// returns everything the terminal showed.
+    fn cli_on_terminal(&self, args: &[&str], password: &str) -> String {
+        use std::io::{Read, Write};
+        // One shell command line for `script -c`, every word single-quoted.
+        let line = [BIN, "safe"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .chain(["--config", self.cfg.to_str().unwrap()])
+            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove(steward_password_env())
+            .env_remove("STEWARD_API_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // The CLI writes to the terminal; only `script`'s own complaints come here.
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("util-linux `script` runs the CLI on a pseudo-terminal");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut typing = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) => {}
+            }
+            // Type only once the prompt is up: the CLI turns echo off before it writes it.
+            if typing.is_none() && String::from_utf8_lossy(&seen).contains("password for") {
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+                // Kept open until the end: closing it would end the terminal session.
+                typing = Some(stdin);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the CLI did not finish: {}", String::from_utf8_lossy(&seen));
+            }
+        }
+        let status = child.wait().unwrap();
+        drop(typing);
+        let shown = String::from_utf8_lossy(&seen).into_owned();
+        assert!(status.success(), "{shown}");
+        shown
     }
 
     async fn http(&self, path: &str) -> Value {
@@ -410,14 +472,21 @@ async fn a_signer_queues_shows_signs_and_executes_with_the_cli() {
         Some(PASSWORD),
     ));
     assert!(out.contains("has already signed"), "{out}");
-    let (out, err) = text(&s.cli(
+    // The second signer types the password at the prompt, on a terminal (a pty made by
+    // util-linux `script`): it is not echoed.
+    let out = s.cli_on_terminal(
         &["sign", &hash, "--keystore", k2.to_str().unwrap()],
-        Some(PASSWORD),
-    ));
+        PASSWORD,
+    );
+    assert!(
+        out.contains(&format!("password for {}: ", k2.display())),
+        "{out}"
+    );
     assert!(
         out.contains("2 of 2 confirmations") && out.contains("the threshold is met"),
-        "{out}{err}"
+        "{out}"
     );
+    assert!(!out.contains(PASSWORD), "the password was echoed: {out}");
     let api_view = s.http(&format!("/v2/multisig-transactions/{hash}/")).await;
     let types: Vec<&str> = api_view["confirmations"]
         .as_array()
