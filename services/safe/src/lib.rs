@@ -10,6 +10,7 @@
 //! - [`decode`], [`simulate`]: what signers see (calls by name, would it revert).
 
 pub mod account;
+pub mod bench;
 pub mod core;
 pub mod decode;
 pub mod liquidation;

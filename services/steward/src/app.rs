@@ -147,6 +147,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Safe {
+            hashes,
+            proposals,
+            no_simulation,
+        }) => {
+            crate::bench::safe(hashes, proposals, !no_simulation).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Notifier {
             messages,
             chats,

@@ -486,3 +486,127 @@ pub async fn runner(
     );
     Ok(())
 }
+
+/// `steward bench safe`: safeTxHash computations/s; owner signature verifications/s against
+/// the raw secp256k1 recovery rate on the same signatures; proposals queued end to end per
+/// second (log → safe service → simulated, decoded, stored → `safe.tx.proposed` in the log),
+/// on `steward up`'s embedded log and SQLite store, against anvil with Safe v1.4.1.
+pub async fn safe(hashes: usize, proposals: usize, simulate: bool) -> anyhow::Result<()> {
+    use steward_safe::bench as sb;
+    let txs = sb::transactions(hashes);
+    let rate = sb::hashes(&txs);
+    println!(
+        "{:<58} {rate:>12.0} /s   ({hashes} transactions, calldata 0-256 bytes)",
+        "safeTxHash (v1.3+ domain)"
+    );
+    let signed = sb::signed(&txs, 5);
+    let raw = sb::raw_recoveries(&signed);
+    let verified = sb::verifications(&signed, 5);
+    println!(
+        "{:<58} {raw:>12.0} /s",
+        "raw secp256k1 public-key recovery (the limit)"
+    );
+    println!(
+        "{:<58} {verified:>12.0} /s   = {:.2}x the raw recovery rate",
+        "owner signature verification (parse, recover, owner?)",
+        verified / raw
+    );
+
+    let anvil = steward_testkit::Anvil::start();
+    let d = anvil.deploy_safe();
+    let owners = [
+        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".to_owned(),
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".to_owned(),
+    ];
+    let safe = anvil.create_safe(&d, &owners, 2, 1);
+    let token = anvil.deploy_fixture("MockERC20");
+    let dir = tempfile::tempdir()?;
+    let accessor = if simulate {
+        format!("    simulate_tx_accessor: \"{}\"\n", d.simulate_tx_accessor)
+    } else {
+        String::new()
+    };
+    let yaml = format!(
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{url}\"}}]\n    multicall: disabled\n    watches:\n      - {{name: treasury, pack: safe, address: \"{safe}\"}}\nsafes:\n  - name: treasury\n    chain: local\n    address: \"{safe}\"\n    multi_send: \"{ms}\"\n    multi_send_call_only: \"{msco}\"\n{accessor}",
+        url = anvil.url(),
+        ms = d.multi_send,
+        msco = d.multi_send_call_only,
+    );
+    let doc = steward_config::Document::parse(&yaml, "bench.yaml", &steward_config::MapEnv::new())?;
+    let config = steward_config::Config::from_document_checked(
+        &doc,
+        dir.path().to_path_buf(),
+        &steward_safe::check_config,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log: std::sync::Arc<dyn steward_log::EventLog> = std::sync::Arc::new(
+        steward_log::embedded::EmbeddedLog::open(&dir.path().join("events.db"), "steward").await?,
+    );
+    let store = steward_store::Store::connect(
+        &format!("sqlite://{}", dir.path().join("steward.db").display()),
+        4,
+    )
+    .await?;
+    let token_stop = tokio_util::sync::CancellationToken::new();
+    let readiness = steward_runtime::Readiness::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let ctx = steward_runtime::ServiceContext {
+        name: steward_safe::NAME,
+        log: log.clone(),
+        metrics: steward_log::LogMetrics::register(&mut registry),
+        store,
+        config: std::sync::Arc::new(config),
+        shutdown: token_stop.clone(),
+        ready: readiness.register(steward_safe::NAME),
+    };
+    let service = tokio::spawn(steward_safe::service().run(ctx));
+    while !readiness.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let requests: Vec<steward_events::Envelope> = (0..proposals)
+        .map(|i| {
+            steward_events::Envelope::new(
+                "bench",
+                format!("bench:{i}"),
+                &steward_events::SafeProposalRequested {
+                    safe: "treasury".into(),
+                    calls: vec![steward_events::SafeCall {
+                        to: token.clone(),
+                        value: "0".into(),
+                        data: format!(
+                            "0x40c10f19{:0>64}{:064x}",
+                            safe.trim_start_matches("0x"),
+                            i + 1
+                        ),
+                        operation: 0,
+                    }],
+                    reason: "bench".into(),
+                    replace_nonce: None,
+                },
+            )
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    log.append(&requests).await?;
+    let filter = ["safe.tx.proposed".to_owned()];
+    loop {
+        let n = log.read(1, &filter, proposals + 1).await?.len();
+        if n >= proposals {
+            break;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(600) {
+            anyhow::bail!("only {n} of {proposals} proposals queued in 10 minutes");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    token_stop.cancel();
+    let _ = service.await;
+    println!(
+        "{:<58} {:>12.0} /s   ({proposals} in {secs:.2}s; simulation {})",
+        "proposals queued end to end (log -> safe -> log)",
+        proposals as f64 / secs,
+        if simulate { "on" } else { "off" }
+    );
+    Ok(())
+}

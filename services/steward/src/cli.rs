@@ -153,6 +153,20 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// safeTxHash computations/s, owner signature verifications/s against the raw secp256k1
+    /// recovery rate, and proposals queued end to end per second (anvil with Safe v1.4.1;
+    /// needs `scripts/install-test-deps`).
+    Safe {
+        /// Transactions hashed, and signatures verified.
+        #[arg(long, default_value_t = 200_000)]
+        hashes: usize,
+        /// Proposals requested at once for the end-to-end figure.
+        #[arg(long, default_value_t = 500)]
+        proposals: usize,
+        /// Leave simulation out of the end-to-end figure.
+        #[arg(long)]
+        no_simulation: bool,
+    },
     /// The risk rules' throughput on position updates, and the rebalancer's planning time for
     /// a large operator set with attribute caps.
     Risk {
