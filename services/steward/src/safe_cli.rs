@@ -52,15 +52,21 @@ pub enum SafeCommand {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// Sign a transaction with a key from an encrypted JSON keystore (EIP-712, v 27/28) and
-    /// submit the confirmation. The hash is recomputed here first; a mismatch is refused.
+    /// Sign a transaction and submit the confirmation: with a key from an encrypted JSON
+    /// keystore (the hash itself, v 27/28) or, in builds with the `ledger` feature, on a Ledger
+    /// (its Ethereum app signs messages only: eth_sign over the hash, v 31/32, which Safe
+    /// accepts). The hash is recomputed here first; a mismatch is refused.
     Sign {
         /// The transaction's safeTxHash.
         hash: String,
         /// Encrypted JSON keystore (Web3 Secret Storage). Its password is asked for without
         /// echo, or read from STEWARD_KEYSTORE_PASSWORD.
-        #[arg(long)]
-        keystore: PathBuf,
+        #[arg(long, required_unless_present = "ledger")]
+        keystore: Option<PathBuf>,
+        /// Sign on a Ledger with the Ledger Live account of this index (m/44'/60'/N'/0/0);
+        /// the device shows the hash to confirm. Builds without the `ledger` feature refuse it.
+        #[arg(long, conflicts_with = "keystore")]
+        ledger: Option<usize>,
         #[command(flatten)]
         api: ApiArgs,
         #[command(flatten)]
@@ -110,17 +116,16 @@ pub async fn run(cmd: SafeCommand, cfg: Config) -> anyhow::Result<()> {
         SafeCommand::Sign {
             hash,
             keystore,
+            ledger,
             api,
             chain,
         } => {
-            sign(
-                &cfg,
-                &Api::new(&cfg, &api)?,
-                &hash,
-                &keystore,
-                chain.chain_id,
-            )
-            .await
+            let with = match (keystore, ledger) {
+                (Some(k), None) => SignWith::Keystore(k),
+                (None, Some(account)) => SignWith::Ledger(account),
+                _ => bail!("sign with either --keystore FILE or --ledger ACCOUNT"),
+            };
+            sign(&cfg, &Api::new(&cfg, &api)?, &hash, with, chain.chain_id).await
         }
         SafeCommand::Execute {
             hash,
@@ -807,11 +812,98 @@ fn unlock(keystore: &Path) -> anyhow::Result<PrivateKeySigner> {
     })
 }
 
+/// Where a confirmation's key is.
+enum SignWith {
+    Keystore(PathBuf),
+    /// A Ledger Live account index.
+    Ledger(usize),
+}
+
+/// A signer ready to confirm: the key itself, or a Ledger.
+enum Signing {
+    Key(PrivateKeySigner),
+    #[cfg(feature = "ledger")]
+    Ledger(alloy_signer_ledger::LedgerSigner),
+}
+
+impl Signing {
+    async fn open(with: &SignWith, chain_id: u64) -> anyhow::Result<Self> {
+        match with {
+            SignWith::Keystore(k) => Ok(Self::Key(unlock(k)?)),
+            #[cfg(feature = "ledger")]
+            SignWith::Ledger(account) => {
+                use alloy_signer_ledger::{HDPath, LedgerSigner};
+                let l = LedgerSigner::new(HDPath::LedgerLive(*account), Some(chain_id))
+                    .await
+                    .map_err(|e| {
+                        anyhow!(
+                            "cannot reach the Ledger (account {account}): {e}; is it connected, \
+                             unlocked, with the Ethereum app open?"
+                        )
+                    })?;
+                Ok(Self::Ledger(l))
+            }
+            #[cfg(not(feature = "ledger"))]
+            SignWith::Ledger(account) => {
+                let _ = chain_id;
+                bail!(
+                    "--ledger {account}: this steward was built without Ledger support; build \
+                     it with `cargo build --release -p steward --features ledger`"
+                )
+            }
+        }
+    }
+
+    fn address(&self) -> Address {
+        match self {
+            Self::Key(k) => k.address(),
+            #[cfg(feature = "ledger")]
+            Self::Ledger(l) => alloy::signers::Signer::address(l),
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "the keystore's account",
+            #[cfg(feature = "ledger")]
+            Self::Ledger(_) => "the Ledger's account",
+        }
+    }
+
+    /// The confirmation's 65 bytes for `hash`.
+    async fn confirm(&self, hash: B256) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Self::Key(k) => Ok(k
+                .sign_hash_sync(&hash)
+                .context("signing failed")?
+                .as_bytes()
+                .to_vec()),
+            #[cfg(feature = "ledger")]
+            Self::Ledger(l) => {
+                eprintln!("confirm on the Ledger: sign the message {hash:#x}");
+                let sig = alloy::signers::Signer::sign_message(l, hash.as_slice())
+                    .await
+                    .map_err(|e| anyhow!("the Ledger did not sign: {e}"))?;
+                Ok(eth_sign_confirmation(&sig))
+            }
+        }
+    }
+}
+
+/// An `eth_sign` (personal message) signature over a safeTxHash as Safe takes it: v moved
+/// from 27/28 to 31/32, so the contract hashes the message prefix before recovering.
+#[cfg_attr(not(feature = "ledger"), allow(dead_code))]
+fn eth_sign_confirmation(sig: &alloy::primitives::Signature) -> Vec<u8> {
+    let mut b = sig.as_bytes().to_vec();
+    b[64] += 4;
+    b
+}
+
 async fn sign(
     cfg: &Config,
     api: &Api,
     hash: &str,
-    keystore: &Path,
+    with: SignWith,
     chain_id: Option<u64>,
 ) -> anyhow::Result<()> {
     let c = checked(cfg, api, hash, chain_id).await?;
@@ -822,11 +914,12 @@ async fn sign(
             text(&c.v, "transactionHash")
         );
     }
-    let signer = unlock(keystore)?;
+    let signer = Signing::open(&with, c.w.chain_id).await?;
     let me = signer.address();
     if !c.account.owners.contains(&me) {
         bail!(
-            "{me} (the keystore's account) is not an owner of {}: refusing to sign",
+            "{me} ({}) is not an owner of {}: refusing to sign",
+            signer.what(),
             c.safe
         );
     }
@@ -837,8 +930,8 @@ async fn sign(
         println!("{me} has already signed {:#x}; nothing to do", c.hash);
         return Ok(());
     }
-    let sig = signer.sign_hash_sync(&c.hash).context("signing failed")?;
-    let sig_hex = format!("0x{}", hex::encode(sig.as_bytes()));
+    let sig = signer.confirm(c.hash).await?;
+    let sig_hex = format!("0x{}", hex::encode(&sig));
     let (status, body) = api
         .post(
             &format!("/v1/multisig-transactions/{:#x}/confirmations/", c.hash),
@@ -1054,5 +1147,21 @@ mod tests {
                 "  2. DELEGATECALL 0xC value 7".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn an_eth_sign_confirmation_is_taken_as_eth_sign_by_its_owner() {
+        // What a Ledger returns for a personal message is what a local key returns for it.
+        let key = PrivateKeySigner::from_bytes(&B256::repeat_byte(7)).unwrap();
+        let hash = B256::repeat_byte(0xab);
+        let sig = key.sign_message_sync(hash.as_slice()).unwrap();
+        let raw = eth_sign_confirmation(&sig);
+        assert!(raw[64] == 31 || raw[64] == 32, "v = {}", raw[64]);
+        let parsed = signature::parse(&raw, hash).unwrap();
+        assert_eq!(parsed.owner, key.address());
+        assert_eq!(parsed.kind, signature::Kind::EthSign);
+        // Unchanged, the same bytes are an EIP-712-style signature of another signer.
+        let as_typed = signature::parse(&sig.as_bytes(), hash).unwrap();
+        assert_ne!(as_typed.owner, key.address());
     }
 }
