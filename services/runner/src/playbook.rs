@@ -501,14 +501,14 @@ impl Checker<'_> {
                 if !self.scope.has_event {
                     return Some("this playbook has no `event` trigger, so there is no event".to_owned());
                 }
-                let Some(f) = second else { return None };
+                let f = second?;
                 if !ENVELOPE_FIELDS.contains(&f) {
                     return Some(format!("an event has {}", list(&mut ENVELOPE_FIELDS.iter().copied())));
                 }
                 if f != "data" || self.scope.open_types {
                     return None;
                 }
-                let Some(field) = path.get(2) else { return None };
+                let field = path.get(2)?;
                 let mut known = BTreeSet::new();
                 for t in &self.scope.event_types {
                     known.extend(payload_fields(t).unwrap_or(&[]).iter().copied());

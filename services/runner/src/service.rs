@@ -312,13 +312,14 @@ impl Service for Runner {
         let mut hup = hangups();
         let reload_every = config.playbooks.reload_interval;
         let mut seen = dir.as_deref().map(fingerprint).unwrap_or_default();
-        let mut reload_tick = tokio::time::interval(if reload_every.is_zero() {
+        let period = if reload_every.is_zero() {
             Duration::from_secs(3600)
         } else {
             reload_every
-        });
+        };
+        let mut reload_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        reload_tick.tick().await;
         loop {
             let now = clock.now();
             let sleep = state
@@ -329,13 +330,7 @@ impl Service for Runner {
                 .min(MAX_SLEEP);
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(sleep) => {
-                    state.engine.on_tick(clock.now());
-                    if let Err(e) = state.flush(&ctx).await {
-                        tracing::warn!(error = %e, "runner could not record a tick; state rebuilt from the store and the log");
-                        state = rebuild(&ctx, clock.now()).await?;
-                    }
-                }
+                _ = tokio::time::sleep(sleep) => tick(&mut state, &ctx, clock.as_ref()).await?,
                 _ = reload_tick.tick(), if !reload_every.is_zero() => {
                     if let Some(d) = &dir {
                         let now_seen = fingerprint(d);
@@ -365,6 +360,13 @@ impl Service for Runner {
                         Err(e) => return Err(e.into()),
                     };
                     if batch.is_empty() {
+                        // The wait for events can end together with the sleep and win the
+                        // select (a loaded machine; a paused clock moved past both): a due
+                        // tick must not wait for the next one.
+                        let now = clock.now();
+                        if state.engine.next_wakeup(now).is_some_and(|t| t <= now) {
+                            tick(&mut state, &ctx, clock.as_ref()).await?;
+                        }
                         continue;
                     }
                     let now = clock.now();
@@ -386,6 +388,16 @@ impl Service for Runner {
         }
         Ok(())
     }
+}
+
+/// The clock moved: what is due goes on, and is recorded.
+async fn tick(state: &mut State, ctx: &ServiceContext, clock: &dyn Clock) -> anyhow::Result<()> {
+    state.engine.on_tick(clock.now());
+    if let Err(e) = state.flush(ctx).await {
+        tracing::warn!(error = %e, "runner could not record a tick; state rebuilt from the store and the log");
+        *state = rebuild(ctx, clock.now()).await?;
+    }
+    Ok(())
 }
 
 async fn fail_all(sub: &Subscription, batch: &[Delivery], e: &anyhow::Error) {

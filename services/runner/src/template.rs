@@ -346,7 +346,7 @@ mod tests {
             .map(|n| (n.path.join("."), n.line, n.column))
             .collect();
         names.sort();
-        let mut want = vec![
+        let mut want = [
             ("event.data.user".to_owned(), 1, 11),
             ("event.data.debt".to_owned(), 1, 41),
             ("vars.x".to_owned(), 2, 1),

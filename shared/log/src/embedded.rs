@@ -84,6 +84,17 @@ pub struct EmbeddedLog {
 impl EmbeddedLog {
     /// Open (creating if needed) the log at `path`.
     pub async fn open(path: &Path, prefix: &str) -> Result<Self> {
+        Self::open_with_acquire_timeout(path, prefix, Duration::from_secs(30)).await
+    }
+
+    /// [`EmbeddedLog::open`] with how long a call waits for a pooled connection (opening one
+    /// included) before failing. Tests in paused tokio time set it far beyond the time they
+    /// advance: the wait is measured on tokio's clock, the connection opens in real time.
+    pub async fn open_with_acquire_timeout(
+        path: &Path,
+        prefix: &str,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -108,6 +119,7 @@ impl EmbeddedLog {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .acquire_timeout(acquire_timeout)
             .connect_with(opts)
             .await
             .map_err(|e| {
