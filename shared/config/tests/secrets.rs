@@ -241,3 +241,29 @@ fn a_message_that_would_echo_an_interpolated_value_names_the_variable() {
          and is not shown), expected `embedded` or `nats`"
     );
 }
+
+/// The relayer key as the manifests give it: only the safe pod has the variable. Unset, quoted
+/// or not, the file loads with the relayer off; set, the key is there and shows nowhere.
+#[test]
+fn an_unset_relayer_key_turns_the_relayer_off_and_a_set_one_never_shows() {
+    let yaml = |key: &str| {
+        format!(
+            "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"http://127.0.0.1:8545\"}}]\n    watches:\n      - {{name: t, pack: safe, address: \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"}}\nsafes:\n  - name: treasury\n    chain: local\n    address: \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n    multi_send: \"0x38869bf66a61cF6bDB996A6aE40D5853Fd43B526\"\n    multi_send_call_only: \"0x9641d764fc13c8B624c04430C7356C1C7C8102e2\"\n    relayer:\n      key: {key}\n"
+        )
+    };
+    for key in ["${SAFE_RELAYER_KEY:-}", "\"${SAFE_RELAYER_KEY:-}\""] {
+        let config = Config::from_yaml_str(&yaml(key), "steward.yaml", &MapEnv::new())
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let relayer = config.safes[0].relayer.as_ref().unwrap();
+        assert!(!relayer.enabled(), "{key}");
+    }
+    let hex_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let env = MapEnv::new().with("SAFE_RELAYER_KEY", hex_key);
+    let config = Config::from_yaml_str(&yaml("${SAFE_RELAYER_KEY:-}"), "steward.yaml", &env)
+        .unwrap();
+    let relayer = config.safes[0].relayer.as_ref().unwrap();
+    assert!(relayer.enabled());
+    assert_eq!(relayer.key.expose(), hex_key);
+    assert_absent(&renderings(&config), hex_key);
+    assert_absent(&renderings(&config), hex_key.trim_start_matches("0x"));
+}

@@ -49,12 +49,18 @@ pub struct SafeConfig {
     pub relayer: Option<RelayerConfig>,
 }
 
+fn no_key() -> Secret {
+    Secret::new("")
+}
+
 /// The relayer account and its fee policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayerConfig {
-    /// The relayer's private key, 0x hex. A secret: write `${SAFE_RELAYER_KEY:-}`; empty
-    /// disables the relayer.
+    /// The relayer's private key, 0x hex. A secret: write `${SAFE_RELAYER_KEY:-}`; empty or
+    /// absent (an unset variable in an unquoted scalar reads as nothing) disables the relayer,
+    /// so pods that are not given the variable still start.
+    #[serde(default = "no_key")]
     pub key: Secret,
     /// Highest fee per gas paid, in gwei.
     #[serde(default = "default_max_fee")]
