@@ -35,6 +35,18 @@ pub enum ChainError {
         /// The node's message.
         message: String,
     },
+    /// The node refused a transaction for the sender's state or its fees (nonce too low,
+    /// insufficient funds, underpriced, below the base fee): a fact about the transaction,
+    /// not a fault of the endpoint, which stays in use.
+    #[error("{endpoint} refused the transaction (JSON-RPC {code}: {message})")]
+    TxRefused {
+        /// Endpoint that answered.
+        endpoint: String,
+        /// JSON-RPC error code.
+        code: i64,
+        /// The node's message.
+        message: String,
+    },
     /// The endpoint says we are over its rate limit (HTTP 429 or a JSON-RPC limit error).
     #[error(
         "{endpoint} rate-limited the request ({detail}); lower its rate_limit or add endpoints"
@@ -176,6 +188,7 @@ impl ChainError {
         match self {
             Self::Reverted { .. }
             | Self::Rejected { .. }
+            | Self::TxRefused { .. }
             | Self::RangeTooLarge { .. }
             | Self::Config(_)
             | Self::Local { .. } => false,
@@ -195,6 +208,7 @@ impl ChainError {
         match self {
             Self::Reverted { .. }
             | Self::Rejected { .. }
+            | Self::TxRefused { .. }
             | Self::RangeTooLarge { .. }
             | Self::Local { .. }
             | Self::Config(_)
@@ -231,6 +245,12 @@ impl ChainError {
                     }
                 } else if matches!(code, -32700 | -32600 | -32602) {
                     Self::Rejected {
+                        endpoint,
+                        code,
+                        message,
+                    }
+                } else if is_tx_refusal(&lower) {
+                    Self::TxRefused {
                         endpoint,
                         code,
                         message,
@@ -311,6 +331,27 @@ impl ChainError {
 
 /// Whether a JSON-RPC error message is a provider's limit on `eth_getLogs` (block range or
 /// result count), as worded by geth, Erigon, Infura, Alchemy, QuickNode, Ankr and others.
+/// A transaction pool's refusals (geth, reth, erigon, nethermind, anvil wordings): the
+/// sender's nonce or balance, or the fees offered.
+pub(crate) fn is_tx_refusal(lower: &str) -> bool {
+    const PATTERNS: &[&str] = &[
+        "nonce too low",
+        "nonce is too low",
+        "nonce too high",
+        "insufficient funds",
+        "underpriced",
+        "already known",
+        "known transaction",
+        "less than block base fee",
+        "max fee per gas less than",
+        "fee cap less than",
+        "intrinsic gas too low",
+        "exceeds block gas limit",
+        "exceeds the configured cap",
+    ];
+    PATTERNS.iter().any(|p| lower.contains(p))
+}
+
 pub(crate) fn is_range_limit(lower: &str) -> bool {
     const PATTERNS: &[&str] = &[
         "query returned more than",
@@ -382,6 +423,29 @@ mod tests {
         assert!(matches!(e, ChainError::Reverted { .. }));
         let e = ChainError::from_transport(resp(-32602, "invalid params"), RAW, RED);
         assert!(matches!(e, ChainError::Rejected { .. }) && !e.is_retryable());
+    }
+
+    #[test]
+    fn transaction_refusals_are_the_transactions_not_the_endpoints() {
+        for (code, msg) in [
+            (-32000, "nonce too low: next nonce 5, tx nonce 4"),
+            (-32003, "Insufficient funds for gas * price + value"),
+            (-32000, "replacement transaction underpriced"),
+            (-32000, "max fee per gas less than block base fee"),
+            (
+                -32010,
+                "Transaction nonce is too low. Try incrementing the nonce.",
+            ),
+        ] {
+            let e = ChainError::from_transport(resp(code, msg), RAW, RED);
+            assert!(matches!(e, ChainError::TxRefused { .. }), "{msg}: {e:?}");
+            assert!(!e.is_retryable(), "{msg}");
+            assert_eq!(e.fault(), Fault::None, "{msg}");
+            assert!(e.to_string().contains(msg), "{e}");
+        }
+        // Other server errors still count against the endpoint.
+        let e = ChainError::from_transport(resp(-32000, "header not found"), RAW, RED);
+        assert_eq!(e.fault(), Fault::Strike);
     }
 
     #[test]

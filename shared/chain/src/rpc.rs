@@ -202,6 +202,7 @@ impl EndpointPool {
         {
             Err(crate::ChainError::Server { message, .. })
             | Err(crate::ChainError::Rejected { message, .. })
+            | Err(crate::ChainError::TxRefused { message, .. })
                 if message.to_ascii_lowercase().contains("already known") =>
             {
                 Ok(hash)

@@ -464,6 +464,59 @@ async fn deterministic_errors_are_not_retried_on_another_endpoint() {
 }
 
 #[tokio::test]
+async fn refused_transactions_do_not_bench_the_endpoint() {
+    use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy::eips::eip2718::Encodable2718;
+    use alloy::network::TxSignerSync;
+    use alloy::primitives::{Address, TxKind, B256};
+    use alloy::signers::local::PrivateKeySigner;
+
+    let anvil = Anvil::start(None).await;
+    let pool = EndpointPool::new(
+        ANVIL_CHAIN,
+        vec![EndpointConfig::new(&anvil.http())],
+        options(),
+    )
+    .expect("pool");
+    // A key that holds nothing: anvil refuses its transfers for want of funds.
+    let key = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x42)).unwrap();
+    for nonce in 0..5u64 {
+        let mut tx = TxEip1559 {
+            chain_id: ANVIL_CHAIN,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 10_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(Address::repeat_byte(1)),
+            value: U256::from(1u64),
+            ..Default::default()
+        };
+        let sig = key.sign_transaction_sync(&mut tx).unwrap();
+        let signed = tx.into_signed(sig);
+        let hash = *signed.hash();
+        let raw = TxEnvelope::from(signed).encoded_2718();
+        let err = pool
+            .send_raw_transaction(raw.into(), hash)
+            .await
+            .expect_err("an unfunded sender is refused");
+        assert!(matches!(err, ChainError::TxRefused { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .to_ascii_lowercase()
+                .contains("insufficient funds"),
+            "{err}"
+        );
+    }
+    // The endpoint is still the pool's, and healthy: the refusals were the transactions'.
+    let status = pool.status();
+    assert_eq!(status.endpoints[0].state, EndpointState::Healthy);
+    assert_eq!(status.endpoints[0].failures, 0);
+    block_number(&pool)
+        .await
+        .expect("the endpoint still answers");
+}
+
+#[tokio::test]
 async fn status_and_errors_never_show_credentials() {
     // Nothing listens on port 1: connection refused, with the key in the URL.
     let url = "http://127.0.0.1:1/v3/9aa3d95b3bc440fa88ea12eaa4456161?apikey=topsecret";
