@@ -73,6 +73,8 @@ pub struct Links {
     pub explorers: HashMap<u64, String>,
     pub explorer: Option<String>,
     pub signing: Option<String>,
+    /// `safes[].signing_url` by the Safe's lowercase address: preferred to `signing`.
+    pub signing_by_safe: HashMap<String, String>,
 }
 
 impl Links {
@@ -85,6 +87,11 @@ impl Links {
                 .collect(),
             explorer: config.notify.links.explorer.clone(),
             signing: config.notify.links.signing.clone(),
+            signing_by_safe: config
+                .safes
+                .iter()
+                .filter_map(|s| Some((s.address.to_ascii_lowercase(), s.signing_url.clone()?)))
+                .collect(),
         }
     }
 
@@ -96,14 +103,16 @@ impl Links {
             .map(|s| s.trim_end_matches('/'))
     }
 
-    /// The signing page of a Safe transaction, when one is configured.
+    /// The signing page of a Safe transaction, when one is configured: the Safe's own
+    /// (`safes[].signing_url`), else `notify.links.signing`.
     pub fn signing_url(
         &self,
         safe: &str,
         safe_tx_hash: &str,
         chain_id: Option<u64>,
     ) -> Option<String> {
-        self.signing.as_ref().map(|t| {
+        let own = self.signing_by_safe.get(&safe.to_ascii_lowercase());
+        own.or(self.signing.as_ref()).map(|t| {
             t.replace("{safe}", safe)
                 .replace("{safe_tx_hash}", safe_tx_hash)
                 .replace(
@@ -774,6 +783,31 @@ mod tests {
         assert_eq!(
             shorten("0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"),
             "0x8787…A4E2"
+        );
+    }
+
+    #[test]
+    fn a_safes_own_signing_page_comes_before_the_default_one() {
+        let treasury = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+        let other = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
+        let yaml = format!(
+            "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"http://127.0.0.1:8545\"}}]\n    watches:\n      - {{name: t, pack: safe, address: \"{treasury}\"}}\nsafes:\n  - name: treasury\n    chain: local\n    address: \"{treasury}\"\n    multi_send: \"0x38869bf66a61cF6bDB996A6aE40D5853Fd43B526\"\n    multi_send_call_only: \"0x9641d764fc13c8B624c04430C7356C1C7C8102e2\"\n    signing_url: \"https://app.safe.global/transactions/tx?safe=eth:{{safe}}&id=multisig_{{safe}}_{{safe_tx_hash}}\"\nnotify:\n  links:\n    signing: \"https://sign.example/{{chain_id}}/{{safe}}/{{safe_tx_hash}}\"\n"
+        );
+        let config =
+            Config::from_yaml_str(&yaml, "steward.yaml", &steward_config::MapEnv::new()).unwrap();
+        let links = Links::from_config(&config);
+        assert_eq!(
+            links
+                .signing_url(&treasury.to_ascii_lowercase(), "0xab", Some(31337))
+                .unwrap(),
+            format!(
+                "https://app.safe.global/transactions/tx?safe=eth:{0}&id=multisig_{0}_0xab",
+                treasury.to_ascii_lowercase()
+            )
+        );
+        assert_eq!(
+            links.signing_url(other, "0xcd", Some(31337)).unwrap(),
+            format!("https://sign.example/31337/{other}/0xcd")
         );
     }
 
