@@ -295,13 +295,13 @@ pub fn parse(
     env: &dyn Env,
     ctx: &CheckContext<'_>,
 ) -> Result<Playbook, Vec<ConfigError>> {
-    let doc = Document::parse(text, file, env).map_err(|e| vec![rewrite_step_kind(e)])?;
+    let doc = Document::parse(text, file, env).map_err(|e| vec![placed(rewrite_step_kind(e))])?;
     let d: PlaybookDoc = doc
         .deserialize()
-        .map_err(|e| vec![rewrite_step_kind(place_unknown(&doc, e))])?;
+        .map_err(|e| vec![placed(rewrite_step_kind(place_unknown(&doc, e)))])?;
     let mut c = Checker {
         doc: &doc,
-        lines: text.lines().collect(),
+        lines: yaml_lines(text),
         errors: Vec::new(),
         hb: template::registry(ctx.links()),
         ctx,
@@ -312,6 +312,38 @@ pub fn parse(
         Ok(playbook.expect("a playbook is built whenever no error was found"))
     } else {
         Err(c.errors)
+    }
+}
+
+/// The lines of `text` as the YAML reader counts them: `\r\n`, `\r` and `\n` each end one.
+fn yaml_lines(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(['\r', '\n']) {
+        out.push(&rest[..i]);
+        let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    out.push(rest);
+    out
+}
+
+/// The 1-based column, in characters, of `needle` in `text` (1 when it is not there).
+fn char_column(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(0, |i| text[..i].chars().count()) + 1
+}
+
+/// An error the reader could place nowhere in the text (an empty document has no field to
+/// point at) goes at its start.
+fn placed(e: ConfigError) -> ConfigError {
+    match e.origin() {
+        steward_config::Origin::File(file) => ConfigError::new(
+            e.kind(),
+            steward_config::Origin::At(Position { line: 1, column: 1 }.in_file(file.clone())),
+            e.path(),
+            e.message(),
+        ),
+        _ => e,
     }
 }
 
@@ -410,6 +442,8 @@ fn is_name(s: &str) -> bool {
 }
 
 impl Checker<'_> {
+    /// An error at `pos`; without one, at the field or its closest ancestor in the document
+    /// (a key such as `a[b` is not a path `position_of` can follow), or at the start.
     fn err(
         &mut self,
         kind: ErrorKind,
@@ -417,29 +451,97 @@ impl Checker<'_> {
         pos: Option<Position>,
         message: impl Into<String>,
     ) {
+        let pos = pos
+            .or_else(|| self.doc.nearest_position(path))
+            .unwrap_or(Position { line: 1, column: 1 });
         self.errors
-            .push(self.doc.error_at(kind, path, pos, message));
+            .push(self.doc.error_at(kind, path, Some(pos), message));
     }
 
     fn invalid<T>(&mut self, path: &str, at: &Located<T>, message: impl Into<String>) {
         self.err(ErrorKind::InvalidValue, path, at.position(), message);
     }
 
-    /// The file position of (line, column) inside a string value that starts at `start`:
-    /// exact for plain and quoted one-line values and for block scalars (`|`, `>`).
-    fn inner(&self, start: Option<Position>, line: usize, column: usize) -> Option<Position> {
+    /// The file position of (line, column) inside the string `value` read from a scalar that
+    /// starts at `start`. The value's characters are followed through the source: a quote
+    /// opening it, indentation, line breaks (kept, or folded into spaces by `>` and plain
+    /// scalars) and escapes are stepped over, so a position is exact in plain, quoted and block
+    /// scalars of one or more lines, and stays inside the file whatever the text.
+    fn inner(
+        &self,
+        start: Option<Position>,
+        value: &str,
+        line: usize,
+        column: usize,
+    ) -> Option<Position> {
         let start = start?;
-        let first = self.lines.get(start.line.wrapping_sub(1))?;
-        let quoted = matches!(first.chars().nth(start.column - 1), Some('"' | '\''));
-        if line <= 1 {
-            return Some(Position {
-                line: start.line,
-                column: start.column + usize::from(quoted) + column - 1,
-            });
+        let value: Vec<char> = value.chars().collect();
+        // The character offset of (line, column) in the value.
+        let mut target = 0;
+        let mut at_line = 1;
+        while at_line < line && target < value.len() {
+            if value[target] == '\n' {
+                at_line += 1;
+            }
+            target += 1;
         }
+        for _ in 1..column {
+            if target >= value.len() || value[target] == '\n' {
+                break;
+            }
+            target += 1;
+        }
+        let src: Vec<Vec<char>> = self
+            .lines
+            .get(start.line.checked_sub(1)?..)?
+            .iter()
+            .map(|l| l.chars().collect())
+            .collect();
+        let (mut l, mut c) = (0, start.column.saturating_sub(1));
+        if src
+            .first()
+            .and_then(|f| f.get(c))
+            .is_some_and(|q| matches!(q, '"' | '\''))
+        {
+            c += 1;
+        }
+        // Moves (l, c) to where `want` is written, stepping over what the value does not have
+        // as written. Whether it consumed a line break for it.
+        let seek = |l: &mut usize, c: &mut usize, want: char| -> bool {
+            while let Some(line) = src.get(*l) {
+                match line.get(*c) {
+                    None if matches!(want, ' ' | '\n') || *l + 1 == src.len() => {
+                        if *l + 1 < src.len() {
+                            *l += 1;
+                            *c = 0;
+                        }
+                        return true;
+                    }
+                    None => {
+                        *l += 1;
+                        *c = 0;
+                    }
+                    Some(&s) if s == want => return false,
+                    Some(' ' | '\t' | '\\' | '"' | '\'') => *c += 1,
+                    // An escape's letters, or something else the value holds another way.
+                    Some(_) => return false,
+                }
+            }
+            false
+        };
+        for &want in &value[..target] {
+            if !seek(&mut l, &mut c, want) {
+                c += 1;
+            }
+        }
+        if let Some(&want) = value.get(target) {
+            seek(&mut l, &mut c, want);
+        }
+        let l = l.min(src.len().saturating_sub(1));
+        let c = c.min(src.get(l).map_or(0, Vec::len));
         Some(Position {
-            line: start.line + line - 1,
-            column: start.column + column - 1,
+            line: start.line + l,
+            column: c + 1,
         })
     }
 
@@ -468,12 +570,13 @@ impl Checker<'_> {
         &mut self,
         path: &str,
         start: Option<Position>,
+        src: &str,
         uses: Vec<(Vec<String>, usize, usize)>,
         what: &str,
     ) {
         for (p, line, column) in uses {
             if let Some(problem) = self.check_name(&p) {
-                let at = self.inner(start, line, column);
+                let at = self.inner(start, src, line, column);
                 self.err(
                     ErrorKind::InvalidValue,
                     path,
@@ -563,7 +666,7 @@ impl Checker<'_> {
     fn cel(&mut self, path: &str, src: &Located<String>) -> Option<Expression> {
         match Expression::compile(src.get()) {
             Err(e) => {
-                let at = self.inner(src.position(), e.line, e.column);
+                let at = self.inner(src.position(), src.get(), e.line, e.column);
                 self.err(
                     ErrorKind::InvalidValue,
                     path,
@@ -581,7 +684,7 @@ impl Checker<'_> {
                     .into_iter()
                     .map(|n| (n.path, n.line, n.column))
                     .collect();
-                self.names_ok(path, src.position(), uses, "name");
+                self.names_ok(path, src.position(), src.get(), uses, "name");
                 for f in x.unknown_functions() {
                     self.invalid(
                         path,
@@ -604,7 +707,7 @@ impl Checker<'_> {
     fn text_at(&mut self, path: &str, src: &str, start: Option<Position>) -> Option<Text> {
         match template::compile(src, path) {
             Err(e) => {
-                let at = self.inner(start, e.line, e.column);
+                let at = self.inner(start, src, e.line, e.column);
                 self.err(ErrorKind::InvalidValue, path, at, e.message);
                 None
             }
@@ -614,9 +717,9 @@ impl Checker<'_> {
                     .into_iter()
                     .map(|n| (n.path, n.line, n.column))
                     .collect();
-                self.names_ok(path, start, uses, "template variable");
+                self.names_ok(path, start, src, uses, "template variable");
                 for h in c.unknown_helpers() {
-                    let at = self.inner(start, h.line, h.column);
+                    let at = self.inner(start, src, h.line, h.column);
                     self.err(
                         ErrorKind::InvalidValue,
                         path,
@@ -993,14 +1096,14 @@ impl Checker<'_> {
                         Some(target) => match ids.iter().position(|x| x == target) {
                             Some(j) if j > index => OnError::Goto(j),
                             Some(_) => {
-                                let col = o.get().find(target).unwrap_or(0) + 1;
-                                let at = self.inner(o.position(), 1, col);
+                                let col = char_column(o.get(), target);
+                                let at = self.inner(o.position(), o.get(), 1, col);
                                 self.err(ErrorKind::InvalidValue, &format!("{p}.on_error"), at, format!("`goto {target}` jumps back: a jump goes to a later step (a run never repeats a step)"));
                                 OnError::Fail
                             }
                             None => {
-                                let col = o.get().find(target).unwrap_or(0) + 1;
-                                let at = self.inner(o.position(), 1, col);
+                                let col = char_column(o.get(), target);
+                                let at = self.inner(o.position(), o.get(), 1, col);
                                 self.err(
                                     ErrorKind::InvalidValue,
                                     &format!("{p}.on_error"),

@@ -189,6 +189,8 @@ pub struct Document {
     file: String,
     root: Node,
     interpolations: Vec<Interpolation>,
+    /// Just past the text's last character: no position given out lies beyond it.
+    end: Position,
 }
 
 impl fmt::Debug for Document {
@@ -224,7 +226,7 @@ impl Document {
             Err(LoadError::TopLevelMustBeMapping(_)) if is_null_document(text) => {
                 Node::Mapping(MarkedMappingNode::new_empty(Span::new_blank()))
             }
-            Err(e) => return Err(load_error(&file, e)),
+            Err(e) => return Err(load_error(&file, text, e)),
         };
         let mut walker = Walker {
             file: &file,
@@ -238,6 +240,7 @@ impl Document {
             file,
             root,
             interpolations,
+            end: text_end(text),
         })
     }
 
@@ -273,14 +276,15 @@ impl Document {
                 }
             }
         }
-        match node {
+        let p = match node {
             Node::Scalar(s) => s.span().start().map(Position::from),
             Node::Mapping(m) if key_position.is_none() => m
                 .keys()
                 .next()
                 .and_then(|k| k.span().start().map(Position::from)),
             _ => key_position.or_else(|| node.span().start().map(Position::from)),
-        }
+        };
+        p.map(|p| clamp(self.end, p))
     }
 
     /// The position of `path`, or of its closest ancestor that the document has (for
@@ -312,7 +316,7 @@ impl Document {
         message: impl Into<String>,
     ) -> ConfigError {
         let origin = match position {
-            Some(p) => Origin::At(p.in_file(&self.file)),
+            Some(p) => Origin::At(clamp(self.end, p).in_file(&self.file)),
             None => Origin::File(self.file.clone()),
         };
         ConfigError::new(kind, origin, path, self.sanitize(path, message.into()))
@@ -575,8 +579,9 @@ fn is_null(s: &MarkedScalarNode) -> bool {
     s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
 }
 
-fn load_error(file: &str, e: LoadError) -> ConfigError {
-    let at = |m: &Marker| Origin::At(Position::from(m).in_file(file));
+fn load_error(file: &str, text: &str, e: LoadError) -> ConfigError {
+    let end = text_end(text);
+    let at = |m: &Marker| Origin::At(clamp(end, Position::from(m)).in_file(file));
     let (origin, message) = match &e {
         LoadError::TopLevelMustBeMapping(m) => (
             at(m),
@@ -612,6 +617,31 @@ fn load_error(file: &str, e: LoadError) -> ConfigError {
         }
     };
     ConfigError::new(ErrorKind::Syntax, origin, "", message)
+}
+
+/// The position just past the last character of `text`, with lines counted as the YAML
+/// reader counts them (`\r\n`, `\r` and `\n` each end one).
+fn text_end(text: &str) -> Position {
+    let mut end = Position { line: 1, column: 1 };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' || c == '\n' {
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+            }
+            end.line += 1;
+            end.column = 1;
+        } else {
+            end.column += 1;
+        }
+    }
+    end
+}
+
+/// `p`, or `end` when `p` is past it: at the end of a text without a final line break the
+/// YAML reader reports the line after the last one, and an empty document is placed there.
+fn clamp(end: Position, p: Position) -> Position {
+    p.min(end)
 }
 
 /// Interpolates and drops nulls, in place, keeping positions.
