@@ -409,32 +409,55 @@ impl Queue {
 
     /// A relayer's jobs still to do (`pending` or `sent`), in the order they were added.
     pub async fn open_jobs(&self, relayer: Address) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail \
-             FROM relay_jobs WHERE relayer = $1 AND status IN ('pending', 'sent') ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE relayer = $1 AND status IN ('pending', 'sent') ORDER BY seq"
+        ))
         .bind(relayer.to_checksum(None))
         .fetch_all(self.store.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let hash: Option<String> = r.try_get(6)?;
-                Ok(Job {
-                    key: r.try_get(0)?,
-                    relayer: addr(&r.try_get::<String, _>(1)?)?,
-                    chain_id: r.try_get::<i64, _>(2)? as u64,
-                    kind: r.try_get(3)?,
-                    target: addr(&r.try_get::<String, _>(4)?)?,
-                    data: r.try_get(5)?,
-                    safe_tx_hash: hash
-                        .map(|h| B256::from_str(&h).map_err(|e| bad("hash")(e.to_string())))
-                        .transpose()?,
-                    liquidation_key: r.try_get(7)?,
-                    status: r.try_get(8)?,
-                    detail: r.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Open jobs on `chain_id` made for an account other than `relayer`: left behind when
+    /// the relayer key was changed.
+    pub async fn others_open_jobs(
+        &self,
+        chain_id: u64,
+        relayer: Address,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE chain_id = $1 AND relayer <> $2 AND status IN ('pending', 'sent') ORDER BY seq"
+        ))
+        .bind(i(chain_id))
+        .bind(relayer.to_checksum(None))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Gives a job to `relayer`, pending again; the attempts of the account it was made for
+    /// (none of them on chain or in a node's pool) are forgotten with it.
+    pub async fn hand_over(
+        &self,
+        key: &str,
+        relayer: Address,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        sqlx::query("DELETE FROM relay_attempts WHERE job_key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE relay_jobs SET relayer = $2, status = 'pending', detail = $3 WHERE job_key = $1",
+        )
+        .bind(key)
+        .bind(relayer.to_checksum(None))
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn set_job(
@@ -572,4 +595,24 @@ impl Queue {
         Ok(r.try_get::<Option<String>, _>(0)?
             .unwrap_or_else(|| outcome.to_owned()))
     }
+}
+
+const JOB_COLUMNS: &str = "SELECT job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail FROM relay_jobs";
+
+fn job_from_row(r: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
+    let hash: Option<String> = r.try_get(6)?;
+    Ok(Job {
+        key: r.try_get(0)?,
+        relayer: addr(&r.try_get::<String, _>(1)?)?,
+        chain_id: r.try_get::<i64, _>(2)? as u64,
+        kind: r.try_get(3)?,
+        target: addr(&r.try_get::<String, _>(4)?)?,
+        data: r.try_get(5)?,
+        safe_tx_hash: hash
+            .map(|h| B256::from_str(&h).map_err(|e| bad("hash")(e.to_string())))
+            .transpose()?,
+        liquidation_key: r.try_get(7)?,
+        status: r.try_get(8)?,
+        detail: r.try_get(9)?,
+    })
 }

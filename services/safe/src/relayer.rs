@@ -89,9 +89,20 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
     for r in &core.relayers {
         tracing::info!(relayer = %r.address, chain_id = r.chain_id, max_fee_gwei = r.policy.max_fee_gwei, "relayer running");
     }
+    // Jobs left by a key that was changed are taken over (or said to be stuck) first.
+    let mut pending_takeover = true;
     let mut said: HashMap<String, String> = HashMap::new();
     let mut unsent: Vec<Envelope> = Vec::new();
     loop {
+        if pending_takeover {
+            pending_takeover = false;
+            for r in &core.relayers {
+                if let Err(e) = take_over(&core, r).await {
+                    tracing::warn!(relayer = %r.address, error = %e, "cannot look at the jobs of a previous relayer key yet; trying again");
+                    pending_takeover = true;
+                }
+            }
+        }
         for r in 0..core.relayers.len() {
             match step(&core, r, &mut said).await {
                 Ok(events) => unsent.extend(events),
@@ -125,6 +136,44 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
             tracing::error!(events = unsent.len(), error = %e, "relayer events lost at shutdown; the watcher's ExecutionSuccess/Failure will still settle the queue");
         }
     }
+}
+
+/// Open jobs on the relayer's chain made for another account (the key was changed): each one
+/// none of whose transactions the node knows (never sent, or dropped) becomes this relayer's,
+/// so a ready Safe transaction does not wait forever behind a key that is gone. One whose
+/// transaction the node still knows stays with its account: sending it again from another
+/// would race it; it is named so an operator can settle it (docs/operations.md).
+async fn take_over(core: &Core, rel: &RelayerRt) -> anyhow::Result<()> {
+    for job in core
+        .queue
+        .others_open_jobs(rel.chain_id, rel.address)
+        .await?
+    {
+        let mut known = None;
+        for a in core.queue.attempts(&job.key).await? {
+            if rel.pool.transaction_known(a.tx_hash).await? {
+                known = Some(a.tx_hash);
+                break;
+            }
+        }
+        match known {
+            Some(tx) => tracing::warn!(
+                job = %job.key, previous_relayer = %job.relayer, relayer = %rel.address, transaction_hash = %tx,
+                "a job of the previous relayer key has a transaction the node still knows: it stays with that account until it is mined or dropped (restart the safe service then to hand it over)"
+            ),
+            None => {
+                core.queue
+                    .hand_over(
+                        &job.key,
+                        rel.address,
+                        &format!("taken over from {} after a key change", job.relayer),
+                    )
+                    .await?;
+                tracing::info!(job = %job.key, previous_relayer = %job.relayer, relayer = %rel.address, "job of the previous relayer key taken over");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn err(e: HandlerError) -> anyhow::Error {

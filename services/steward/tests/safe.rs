@@ -140,6 +140,10 @@ struct Steward {
 }
 
 async fn up(dir: &Path, yaml: &str) -> Steward {
+    up_with_relayer(dir, yaml, ANVIL_KEYS[RELAYER]).await
+}
+
+async fn up_with_relayer(dir: &Path, yaml: &str, relayer_key: &str) -> Steward {
     let cfg = dir.join("steward.yaml");
     std::fs::write(
         &cfg,
@@ -154,7 +158,7 @@ async fn up(dir: &Path, yaml: &str) -> Steward {
         "--listen",
         &addr.to_string(),
     ]);
-    cmd.env("SAFE_RELAYER_KEY", ANVIL_KEYS[RELAYER]);
+    cmd.env("SAFE_RELAYER_KEY", relayer_key);
     let mut run = spawn(&mut cmd);
     wait_ready(addr, &mut run.child);
     let log = steward_log::embedded::EmbeddedLog::open(&dir.join("data/events.db"), "steward")
@@ -927,4 +931,60 @@ async fn the_relayer_waits_under_its_fee_cap_bumps_slow_transactions_and_resends
         done[0].transaction_hash
     );
     assert_eq!(balance_of(&w.anvil, &w.token, r1), U256::from(4));
+}
+
+/// A relayer key changed while a ready transaction waited for it (here: under its fee cap):
+/// the new key's relayer takes the job over at start and executes it; nothing stays stuck
+/// behind the old account.
+#[tokio::test]
+async fn after_a_relayer_key_change_the_new_key_takes_over_the_waiting_execution() {
+    let w = world();
+    let gwei: u128 = 1_000_000_000;
+    w.anvil.rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        json!([format!("{:#x}", 80 * gwei)]),
+    );
+    w.anvil.rpc("evm_mine", json!([]));
+    let dir = tempfile::tempdir().unwrap();
+    let capped = config(&w, dir.path(), true, "").replace(
+        "resubmit_after: 5s}",
+        "resubmit_after: 1s, max_fee_gwei: 50}",
+    );
+    let s = up(dir.path(), &capped).await;
+    let r1 = "0x00000000000000000000000000000000000000c2";
+    let p = s
+        .propose("p", vec![call(&w.token, mint(r1, 9))], None)
+        .await;
+    let o = |i: usize| key(i).address().to_checksum(None);
+    s.sign("p0", &p, &o(0), &typed(0, hash_of(&p))).await;
+    s.sign("p1", &p, &o(1), &typed(1, hash_of(&p))).await;
+    s.wait("safe.tx.ready", 1, |_: &SafeTxReady| true).await;
+    until("the old relayer waiting under its cap", &s, || {
+        s.run.stderr().contains("fees above the cap").then_some(())
+    })
+    .await;
+    drop(s);
+
+    // The new key, with a cap above the base fee.
+    const NEW: usize = 6;
+    let s = up_with_relayer(
+        dir.path(),
+        &config(&w, dir.path(), true, ""),
+        ANVIL_KEYS[NEW],
+    )
+    .await;
+    let done: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 1, |_: &SafeTxExecuted| true)
+        .await;
+    let tx = w.anvil.rpc(
+        "eth_getTransactionByHash",
+        json!([done[0].transaction_hash]),
+    );
+    assert_eq!(
+        tx["from"].as_str().unwrap().to_ascii_lowercase(),
+        key(NEW).address().to_string().to_ascii_lowercase(),
+        "sent by the new key"
+    );
+    assert_eq!(balance_of(&w.anvil, &w.token, r1), U256::from(9));
+    assert!(s.run.stderr().contains("taken over"), "{}", s.run.stderr());
 }

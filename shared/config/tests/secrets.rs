@@ -259,8 +259,8 @@ fn an_unset_relayer_key_turns_the_relayer_off_and_a_set_one_never_shows() {
     }
     let hex_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     let env = MapEnv::new().with("SAFE_RELAYER_KEY", hex_key);
-    let config = Config::from_yaml_str(&yaml("${SAFE_RELAYER_KEY:-}"), "steward.yaml", &env)
-        .unwrap();
+    let config =
+        Config::from_yaml_str(&yaml("${SAFE_RELAYER_KEY:-}"), "steward.yaml", &env).unwrap();
     let relayer = config.safes[0].relayer.as_ref().unwrap();
     assert!(relayer.enabled());
     assert_eq!(relayer.key.expose(), hex_key);

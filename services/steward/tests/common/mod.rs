@@ -85,6 +85,17 @@ impl Running {
     }
 }
 
+/// A test that ends (or fails) takes its steward with it: a process left running would keep
+/// polling servers that are gone, for as long as the machine runs.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn spawn(cmd: &mut Command) -> Running {
     let log = tempfile::NamedTempFile::new().unwrap();
     let child = cmd
