@@ -14,49 +14,59 @@ use crate::engine::Engine;
 use crate::playbook::{self, CheckContext, Playbook};
 
 /// Playbook `i` of a benchmark set: every tenth reacts to liquidatable positions of its own
-/// pool, the others to other event types, each with a condition.
+/// pool, the others to other event types, each with a condition; the notification shows a
+/// field of the event (one its types have: the checks refuse any other).
 pub fn playbook_text(i: usize) -> String {
-    let (pattern, cond) = match i % 10 {
+    let (pattern, cond, shown) = match i % 10 {
         0 => (
             "risk.position.liquidatable",
             format!("event.data.active && event.data.pool == '0x{:040x}'", i + 1),
+            "user",
         ),
         1 => (
             "risk.oracle.*",
             format!("event.data.active && event.data.asset == 'asset{i}'"),
+            "asset",
         ),
         2 => (
             "risk.position.*",
             format!("event.data.active && event.data.user == '0x{:040x}'", i + 7),
+            "user",
         ),
         3 => (
             "chain.state.observed",
             format!("event.data.function == 'state(uint256)' && event.data.value['0'] == '{i}'"),
+            "address",
         ),
-        4 => ("risk.safe.drift", "event.data.active".to_owned()),
+        4 => ("risk.safe.drift", "event.data.active".to_owned(), "safe"),
         5 => (
             "risk.operator_set.assessed",
             format!("size(event.data.breaches) > {i}"),
+            "operator_set",
         ),
         6 => (
             "chain.log.observed",
             format!("event.data.event == 'Event{i}'"),
+            "address",
         ),
         7 => (
             "risk.oracle.deviation",
             format!("event.data.deviation_bps > {}", 10_000 + i),
+            "asset",
         ),
         8 => (
             "safe.tx.executed",
             format!("event.data.nonce == {}", 1_000_000 + i),
+            "safe",
         ),
         _ => (
             "risk.operator.slashed",
             format!("event.data.operator == 'op{i}'"),
+            "operator",
         ),
     };
     format!(
-        "name: bench-{i}\non:\n  - event: {pattern}\n    where: \"{cond}\"\ndedup: \"{{{{event.key}}}}\"\nsteps:\n  - id: tell\n    notify:\n      channels: [ops]\n      severity: high\n      context:\n        user: \"{{{{event.data.user}}}}\"\n"
+        "name: bench-{i}\non:\n  - event: {pattern}\n    where: \"{cond}\"\ndedup: \"{{{{event.key}}}}\"\nsteps:\n  - id: tell\n    notify:\n      channels: [ops]\n      severity: high\n      context:\n        {shown}: \"{{{{event.data.{shown}}}}}\"\n"
     )
 }
 
@@ -160,7 +170,7 @@ pub async fn latency(n: usize, samples: usize, rate: f64) -> anyhow::Result<Vec<
         std::fs::write(folder.join(format!("bench-{i}.yaml")), playbook_text(i))?;
     }
     let cfg = crate::harness::config(
-        "playbooks: {folder: playbooks}\nnotify:\n  channels:\n    - {name: ops, telegram: {chats: [1]}}\n",
+        "playbooks: {folder: playbooks}\nnotify:\n  telegram: {bot_token: \"0:bench\"}\n  channels:\n    - {name: ops, telegram: {chats: [1]}}\n",
         dir.path(),
     )?;
     let mut h =
@@ -216,4 +226,27 @@ pub async fn latency(n: usize, samples: usize, rate: f64) -> anyhow::Result<Vec<
     );
     lat.sort();
     Ok(lat)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_benchmark_playbooks_load() {
+        // `steward bench runner` loads 100 by default.
+        assert_eq!(super::playbooks(100).unwrap().len(), 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_latency_run_sees_every_request() {
+        let lat = super::latency(10, 5, 200.0).await.unwrap();
+        assert_eq!(lat.len(), 5);
+        assert!(lat.windows(2).all(|w| w[0] <= w[1]), "sorted");
+    }
+
+    #[test]
+    fn one_event_in_ten_starts_a_run() {
+        let (_, emitted) = super::throughput(10, 100).unwrap();
+        // Ten runs: each writes run started, step completed, the request and run finished.
+        assert_eq!(emitted, 40);
+    }
 }
