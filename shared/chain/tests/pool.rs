@@ -474,7 +474,7 @@ async fn refused_transactions_do_not_bench_the_endpoint() {
     let anvil = Anvil::start(None).await;
     let pool = EndpointPool::new(
         ANVIL_CHAIN,
-        vec![EndpointConfig::new(&anvil.http())],
+        vec![EndpointConfig::new(anvil.http())],
         options(),
     )
     .expect("pool");
