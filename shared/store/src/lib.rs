@@ -83,6 +83,18 @@ pub use sqlx;
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// SQLite's "database is locked" (SQLITE_BUSY, 5) or "table is locked" (SQLITE_LOCKED, 6),
+/// extended codes included (their low byte is the primary code).
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -189,9 +201,21 @@ impl Store {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(options.busy_timeout);
-                let conn = sqlx::SqliteConnection::connect_with(&opts)
-                    .await
-                    .map_err(|e| redacted.connect_error(e))?;
+                // Creating the file and switching it to WAL needs a moment alone with it: a
+                // process opening it at the same instant is told "database is locked"
+                // whatever the busy timeout, and tries again.
+                let mut attempt = 0;
+                let conn = loop {
+                    match sqlx::SqliteConnection::connect_with(&opts).await {
+                        Ok(conn) => break conn,
+                        Err(e) if attempt < 5 && is_sqlite_busy(&e) => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt))
+                                .await;
+                        }
+                        Err(e) => return Err(redacted.connect_error(e)),
+                    }
+                };
                 conn.close().await.map_err(|e| redacted.connect_error(e))?;
             }
             Dialect::Sqlite => {}
@@ -240,10 +264,23 @@ impl Store {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| redacted.migrate_error(e))?;
+        // PostgreSQL migrations hold an advisory lock: concurrent migrators wait for each other.
+        // sqlx takes no lock on SQLite, so a second process opening the same file while the
+        // first migrates can try a migration the first is committing ("table … already
+        // exists"). Each migration is one transaction, so the loser changed nothing: it tries
+        // again, and then finds the migration applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if dialect == Dialect::Sqlite && attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(url = %redacted.shown, error = %e, attempt, "migration raced another process; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(redacted.migrate_error(e)),
+            }
+        }
         tracing::debug!(url = %redacted.shown, %dialect, "store connected and migrated");
 
         Ok(Self {

@@ -186,6 +186,31 @@ async fn migrations_are_idempotent(db: Db) {
     assert_eq!(migrations, files as i64);
 }
 
+/// Processes opening a fresh database at the same moment (`steward up` and a CLI command, or
+/// pods starting together) all end up connected, each migration applied once.
+async fn concurrent_first_connections_all_migrate(db: Db) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { Store::connect(&url, 2).await })
+        })
+        .collect();
+    for t in tasks {
+        let store = t.await.unwrap();
+        assert!(store.is_ok(), "{:?}", store.err());
+    }
+    let store = db.connect().await;
+    let migrations: i64 = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(migrations, files as i64);
+}
+
 async fn archive_inserts_dedups_and_queries(db: Db) {
     let store = db.connect().await;
     let t = t0();
@@ -812,6 +837,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 on_both!(
     migrations_are_idempotent,
+    concurrent_first_connections_all_migrate,
     archive_inserts_dedups_and_queries,
     archive_limit_pages_through_false_positives,
     projection_applies_once,
