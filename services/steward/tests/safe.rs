@@ -854,31 +854,39 @@ async fn until<T>(what: &str, s: &Steward, mut f: impl FnMut() -> Option<T>) -> 
     }
 }
 
-#[tokio::test]
-async fn the_relayer_waits_under_its_fee_cap_bumps_slow_transactions_and_resends_dropped_ones() {
-    let w = world();
-    // From here blocks are mined only when the test says so.
-    w.anvil.rpc("evm_setAutomine", json!([false]));
+/// A base fee of 80 gwei, a relayer capped at 50, and a `mint(recipient, amount)` proposed
+/// and signed by two owners: ready, and waiting for fees under the cap.
+async fn ready_above_the_fee_cap(w: &World, dir: &Path, recipient: &str, amount: u64) -> Steward {
     let gwei: u128 = 1_000_000_000;
     w.anvil.rpc(
         "anvil_setNextBlockBaseFeePerGas",
         json!([format!("{:#x}", 80 * gwei)]),
     );
     w.anvil.rpc("evm_mine", json!([]));
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config(&w, dir.path(), true, "").replace(
+    let yaml = config(w, dir, true, "").replace(
         "resubmit_after: 5s}",
         "resubmit_after: 1s, max_fee_gwei: 50, priority_fee_gwei: 1}",
     );
-    let s = up(dir.path(), &yaml).await;
-    let r1 = "0x00000000000000000000000000000000000000c1";
+    let s = up(dir, &yaml).await;
     let p = s
-        .propose("p", vec![call(&w.token, mint(r1, 4))], None)
+        .propose("p", vec![call(&w.token, mint(recipient, amount))], None)
         .await;
     let o = |i: usize| key(i).address().to_checksum(None);
     s.sign("p0", &p, &o(0), &typed(0, hash_of(&p))).await;
     s.sign("p1", &p, &o(1), &typed(1, hash_of(&p))).await;
     s.wait("safe.tx.ready", 1, |_: &SafeTxReady| true).await;
+    s
+}
+
+#[tokio::test]
+async fn the_relayer_waits_under_its_fee_cap_bumps_slow_transactions_and_resends_dropped_ones() {
+    let w = world();
+    // From here blocks are mined only when the test says so.
+    w.anvil.rpc("evm_setAutomine", json!([false]));
+    let gwei: u128 = 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let r1 = "0x00000000000000000000000000000000000000c1";
+    let s = ready_above_the_fee_cap(&w, dir.path(), r1, 4).await;
     // The base fee (80 gwei) is above the cap (50): nothing is sent.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(pooled(&w).is_empty(), "sent above the fee cap");
@@ -939,26 +947,9 @@ async fn the_relayer_waits_under_its_fee_cap_bumps_slow_transactions_and_resends
 #[tokio::test]
 async fn after_a_relayer_key_change_the_new_key_takes_over_the_waiting_execution() {
     let w = world();
-    let gwei: u128 = 1_000_000_000;
-    w.anvil.rpc(
-        "anvil_setNextBlockBaseFeePerGas",
-        json!([format!("{:#x}", 80 * gwei)]),
-    );
-    w.anvil.rpc("evm_mine", json!([]));
     let dir = tempfile::tempdir().unwrap();
-    let capped = config(&w, dir.path(), true, "").replace(
-        "resubmit_after: 5s}",
-        "resubmit_after: 1s, max_fee_gwei: 50}",
-    );
-    let s = up(dir.path(), &capped).await;
     let r1 = "0x00000000000000000000000000000000000000c2";
-    let p = s
-        .propose("p", vec![call(&w.token, mint(r1, 9))], None)
-        .await;
-    let o = |i: usize| key(i).address().to_checksum(None);
-    s.sign("p0", &p, &o(0), &typed(0, hash_of(&p))).await;
-    s.sign("p1", &p, &o(1), &typed(1, hash_of(&p))).await;
-    s.wait("safe.tx.ready", 1, |_: &SafeTxReady| true).await;
+    let s = ready_above_the_fee_cap(&w, dir.path(), r1, 9).await;
     until("the old relayer waiting under its cap", &s, || {
         s.run.stderr().contains("fees above the cap").then_some(())
     })
