@@ -51,14 +51,19 @@ pub fn hashes(txs: &[SafeTx]) -> f64 {
     txs.len() as f64 / secs
 }
 
-/// Signed hashes: (hash, 65-byte typed-data signature, raw signature), by `owners` keys.
-pub fn signed(txs: &[SafeTx], owners: usize) -> Vec<(B256, Vec<u8>, Signature)> {
-    let keys: Vec<PrivateKeySigner> = (0..owners.max(1))
+/// The keys of `owners` owners (at least one): private keys 1, 2, ….
+fn owner_keys(owners: usize) -> Vec<PrivateKeySigner> {
+    (0..owners.max(1))
         .map(|i| {
             PrivateKeySigner::from_bytes(&B256::from(U256::from(i as u64 + 1)))
                 .expect("a valid key")
         })
-        .collect();
+        .collect()
+}
+
+/// Signed hashes: (hash, 65-byte typed-data signature, raw signature), by `owners` keys.
+pub fn signed(txs: &[SafeTx], owners: usize) -> Vec<(B256, Vec<u8>, Signature)> {
+    let keys = owner_keys(owners);
     let safe = Address::repeat_byte(0x5a);
     txs.iter()
         .enumerate()
@@ -88,13 +93,7 @@ pub fn raw_recoveries(signed: &[(B256, Vec<u8>, Signature)]) -> f64 {
 /// Owner signature verifications per second as the queue does them: the bytes parsed, the
 /// signer recovered and its address derived, membership of the owners checked.
 pub fn verifications(signed: &[(B256, Vec<u8>, Signature)], owners: usize) -> f64 {
-    let keys: Vec<Address> = (0..owners.max(1))
-        .map(|i| {
-            PrivateKeySigner::from_bytes(&B256::from(U256::from(i as u64 + 1)))
-                .expect("a valid key")
-                .address()
-        })
-        .collect();
+    let keys: Vec<Address> = owner_keys(owners).iter().map(|k| k.address()).collect();
     let start = Instant::now();
     let mut ok = 0usize;
     for (h, raw, _) in signed {

@@ -200,9 +200,10 @@ impl EndpointPool {
             .request::<_, B256>("eth_sendRawTransaction", (raw,))
             .await
         {
-            Err(crate::ChainError::Server { message, .. })
+            // "already known" is classified as a transaction refusal (or, with an
+            // invalid-params code, as a rejection); never as a server error.
+            Err(crate::ChainError::TxRefused { message, .. })
             | Err(crate::ChainError::Rejected { message, .. })
-            | Err(crate::ChainError::TxRefused { message, .. })
                 if message.to_ascii_lowercase().contains("already known") =>
             {
                 Ok(hash)
