@@ -66,6 +66,39 @@ pub async fn log(
     Ok(())
 }
 
+/// CPU time (user + system) of this process and of another one since a start, from
+/// `/proc/<pid>/stat` in clock ticks of 1/100 s (USER_HZ on Linux).
+struct Cpu {
+    other: u32,
+    at: [f64; 2],
+}
+
+impl Cpu {
+    fn start(other: u32) -> Self {
+        Self {
+            other,
+            at: [Self::read("self"), Self::read(&other.to_string())],
+        }
+    }
+
+    fn spent(&self) -> [f64; 2] {
+        [
+            Self::read("self") - self.at[0],
+            Self::read(&self.other.to_string()) - self.at[1],
+        ]
+    }
+
+    fn read(pid: &str) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
 fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -118,7 +151,8 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         b.logs_per_block,
         b.range
     );
-    let row = |name: &str, t: &wb::Throughput| {
+    let anvil_pid = anvil.pid();
+    let row = |name: &str, t: &wb::Throughput, cpu: [f64; 2]| {
         println!(
             "{name:<44} {:>8.0} blocks/s {:>9.0} logs/s   ({} logs in {:.2}s)",
             t.blocks_per_sec(),
@@ -126,13 +160,28 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             t.logs,
             t.seconds
         );
+        if let Some([fetch, prepare, write, append, commit]) = t.stages {
+            println!(
+                "{:<44} stages (overlapping): waiting for fetches {fetch:.2}s, preparing {prepare:.2}s, waiting for writes {write:.2}s; writes: append {append:.2}s, store {commit:.2}s",
+                ""
+            );
+        }
+        println!(
+            "{:<44} CPU: steward {:.2}s, anvil {:.2}s (of {:.2}s on 2 cores)",
+            "",
+            cpu[0],
+            cpu[1],
+            2.0 * t.seconds
+        );
     };
     let dir = tempfile::tempdir()?;
     for &c in &b.concurrency {
+        let cpu = Cpu::start(anvil_pid);
         let bare = wb::bare_get_logs(&url, token, topic0, from, to, b.range, c).await?;
         row(
             &format!("bare alloy eth_getLogs loop, {c} in flight"),
             &bare,
+            cpu.spent(),
         );
         let yaml = bench_chain(&url, token, from, b.range, c, false);
         let cfg = bench_config(&yaml)?;
@@ -150,9 +199,10 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             4,
         )
         .await?;
+        let cpu = Cpu::start(anvil_pid);
         let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
         check(&t, &bare)?;
-        row("watcher -> embedded log (SQLite)", &t);
+        row("watcher -> embedded log (SQLite)", &t, cpu.spent());
         println!(
             "{:<44} {:.2}x of the bare loop (target 0.80x)",
             "",
@@ -174,9 +224,10 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
                 4,
             )
             .await?;
-            let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+            let cpu = Cpu::start(anvil_pid);
+        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
             check(&t, &bare)?;
-            row("watcher -> NATS JetStream log", &t);
+            row("watcher -> NATS JetStream log", &t, cpu.spent());
             println!(
                 "{:<44} {:.2}x of the bare loop (target 0.80x)",
                 "",
@@ -199,8 +250,9 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         4,
     )
     .await?;
-    let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
-    row(&format!("watcher + block events, {c} in flight"), &t);
+    let cpu = Cpu::start(anvil_pid);
+        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+    row(&format!("watcher + block events, {c} in flight"), &t, cpu.spent());
 
     // State polls.
     println!(

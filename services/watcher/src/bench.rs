@@ -25,6 +25,9 @@ pub struct Throughput {
     pub logs: u64,
     pub events: u64,
     pub seconds: f64,
+    /// Seconds spent per stage, when measured (they overlap): waiting for fetches,
+    /// preparing events, waiting for writes, appending, committing the store.
+    pub stages: Option<[f64; 5]>,
 }
 
 impl Throughput {
@@ -82,6 +85,7 @@ pub async fn bare_get_logs(
         logs: logs.iter().sum::<usize>() as u64,
         events: 0,
         seconds,
+        stages: None,
     })
 }
 
@@ -109,6 +113,16 @@ pub async fn watcher_ingest(
         logs: stats.logs.load(Ordering::Relaxed),
         events: stats.events.load(Ordering::Relaxed),
         seconds,
+        stages: Some(
+            [
+                &stats.fetch_wait_ns,
+                &stats.prepare_ns,
+                &stats.write_wait_ns,
+                &stats.append_ns,
+                &stats.commit_ns,
+            ]
+            .map(|c| c.load(Ordering::Relaxed) as f64 / 1e9),
+        ),
     })
 }
 

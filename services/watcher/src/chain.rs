@@ -86,6 +86,20 @@ pub struct Stats {
     pub events: AtomicU64,
     pub reorgs: AtomicU64,
     pub undecodable: AtomicU64,
+    /// Where bulk ingestion spends its time (nanoseconds; the stages overlap): waiting for a
+    /// range's fetch, preparing a range's events (decoding), waiting for the previous range's
+    /// write, and inside the write tasks, appending and committing the store.
+    pub fetch_wait_ns: AtomicU64,
+    pub prepare_ns: AtomicU64,
+    pub write_wait_ns: AtomicU64,
+    pub append_ns: AtomicU64,
+    pub commit_ns: AtomicU64,
+}
+
+/// Adds the time since `since` to `counter`.
+fn charge(counter: &AtomicU64, since: std::time::Instant) {
+    let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counter.fetch_add(ns, Ordering::Relaxed);
 }
 
 /// A range being written: the task (append, then store), its last block and its log count.
@@ -509,7 +523,10 @@ impl ChainWatcher {
             let Some(task) = inflight.pop_front() else {
                 break Ok(());
             };
-            let fetched = match task.await {
+            let waited = std::time::Instant::now();
+            let fetched = task.await;
+            charge(&self.stats.fetch_wait_ns, waited);
+            let fetched = match fetched {
                 Ok(Ok(f)) => f,
                 Ok(Err(e)) => break Err(e),
                 Err(join) => {
@@ -519,8 +536,13 @@ impl ChainWatcher {
                 }
             };
             self.spawn_fetches(&mut next, to, all_headers, &mut inflight);
+            let preparing = std::time::Instant::now();
             let prepared = self.prepare_bulk(&fetched, progress, polls).await;
-            if let Err(e) = self.finish_write(&mut writing, &on_range).await {
+            charge(&self.stats.prepare_ns, preparing);
+            let waited = std::time::Instant::now();
+            let written = self.finish_write(&mut writing, &on_range).await;
+            charge(&self.stats.write_wait_ns, waited);
+            if let Err(e) = written {
                 break Err(e);
             }
             let (events, commit) = match prepared {
@@ -530,8 +552,12 @@ impl ChainWatcher {
             let (log, store, stats) = (self.log.clone(), self.store.clone(), self.stats.clone());
             writing = Some((
                 tokio::spawn(async move {
+                    let appending = std::time::Instant::now();
                     append(log.as_ref(), &stats, &events).await?;
+                    charge(&stats.append_ns, appending);
+                    let committing = std::time::Instant::now();
                     store.commit(&commit).await?;
+                    charge(&stats.commit_ns, committing);
                     Ok(commit)
                 }),
                 fetched.to,
