@@ -201,30 +201,44 @@ impl EventLog for EmbeddedLog {
         // Rows to insert, owned: sqlx copies borrowed arguments before handing them to its
         // SQLite thread, and a body is most of an event. One subject string per event type.
         let mut subjects: HashMap<&str, String> = HashMap::new();
-        let mut rows: Vec<(String, String, Vec<u8>)> = Vec::with_capacity(unique.len());
         for &i in &unique {
-            let e = &events[i];
-            let subject = subjects
-                .entry(e.event_type.as_str())
-                .or_insert_with(|| e.subject(&self.prefix))
-                .clone();
-            rows.push((e.key.clone(), subject, e.to_json()));
+            let t = events[i].event_type.as_str();
+            if !subjects.contains_key(t) {
+                subjects.insert(t, events[i].subject(&self.prefix));
+            }
         }
+        let encode = |chunk: &[usize]| -> Vec<(String, String, Vec<u8>)> {
+            chunk
+                .iter()
+                .map(|&i| {
+                    let e = &events[i];
+                    let subject = subjects.get(e.event_type.as_str()).cloned();
+                    (e.key.clone(), subject.unwrap_or_default(), e.to_json())
+                })
+                .collect()
+        };
+        let chunks: Vec<&[usize]> = unique.chunks(INSERT_CHUNK).collect();
+        let mut rows = encode(chunks[0]);
 
         let mut outcome: Vec<Appended> = Vec::with_capacity(unique.len());
         let _guard = self.write.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let mut rows = rows.into_iter();
-        for chunk in unique.chunks(INSERT_CHUNK) {
+        for (n, chunk) in chunks.iter().enumerate() {
             // The insert comes first: it takes the write lock (a read first would pin a
             // snapshot that another connection's commit makes stale, failing the write).
             let mut qb: QueryBuilder<'_, Sqlite> =
                 QueryBuilder::new("INSERT INTO log_events (key, subject, body) ");
-            qb.push_values(rows.by_ref().take(chunk.len()), |mut b, (key, subject, body)| {
+            qb.push_values(std::mem::take(&mut rows), |mut b, (key, subject, body)| {
                 b.push_bind(key).push_bind(subject).push_bind(body);
             });
             qb.push(" ON CONFLICT(key) DO NOTHING");
-            let done = qb.build().execute(&mut *tx).await.map_err(db_err)?;
+            // The next chunk is encoded on this thread while SQLite's thread inserts this one
+            // (`join!` polls the insert first, which hands it over).
+            let (done, next) = futures::join!(qb.build().execute(&mut *tx), async {
+                chunks.get(n + 1).map(|c| encode(c))
+            });
+            let done = done.map_err(db_err)?;
+            rows = next.unwrap_or_default();
             let inserted = done.rows_affected() as usize;
             if inserted == chunk.len() {
                 // Every row is new: one statement under the write lock takes consecutive
@@ -242,7 +256,7 @@ impl EventLog for EmbeddedLog {
             let mut lookup: QueryBuilder<'_, Sqlite> =
                 QueryBuilder::new("SELECT seq, key FROM log_events WHERE key IN (");
             let mut sep = lookup.separated(", ");
-            for &i in chunk {
+            for &i in *chunk {
                 sep.push_bind(events[i].key.as_str());
             }
             lookup.push(")");
@@ -257,7 +271,7 @@ impl EventLog for EmbeddedLog {
             let mut seqs: Vec<i64> = found.values().copied().collect();
             seqs.sort_unstable_by(|a, b| b.cmp(a));
             let lowest_new = inserted.checked_sub(1).and_then(|k| seqs.get(k)).copied();
-            for &i in chunk {
+            for &i in *chunk {
                 let key = &events[i].key;
                 let Some(&seq) = found.get(key) else {
                     return Err(LogError::Corrupt(format!(
