@@ -93,7 +93,12 @@ impl Cpu {
         // Fields after the command name (which may hold spaces) in parentheses.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
         (ticks(11) + ticks(12)) / 100.0
     }
@@ -225,7 +230,7 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             )
             .await?;
             let cpu = Cpu::start(anvil_pid);
-        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+            let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
             check(&t, &bare)?;
             row("watcher -> NATS JetStream log", &t, cpu.spent());
             println!(
@@ -251,8 +256,12 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
     )
     .await?;
     let cpu = Cpu::start(anvil_pid);
-        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
-    row(&format!("watcher + block events, {c} in flight"), &t, cpu.spent());
+    let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+    row(
+        &format!("watcher + block events, {c} in flight"),
+        &t,
+        cpu.spent(),
+    );
 
     // State polls.
     println!(
