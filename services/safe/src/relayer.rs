@@ -265,12 +265,12 @@ async fn send(
     rel: &RelayerRt,
     job: &Job,
     data: Bytes,
-    again: Option<&Attempt>,
+    again: Option<Again<'_>>,
     said: &mut HashMap<String, String>,
 ) -> anyhow::Result<Vec<Envelope>> {
     // A replacement is the same transaction: it keeps its gas limit.
     let gas_limit = match again {
-        Some(prev) => prev.gas_limit,
+        Some(Again { last: prev, .. }) => prev.gas_limit,
         None => match rel
             .pool
             .estimate_gas(rel.address, job.target, data.clone(), U256::ZERO)
@@ -291,7 +291,26 @@ async fn send(
     let base = rel.pool.base_fee().await?;
     let market = first_fees(base, &rel.policy);
     let fees = match again {
-        Some(prev) => bumped_fees((prev.max_fee, prev.priority_fee), market, &rel.policy),
+        Some(Again {
+            last: prev,
+            in_mempool,
+        }) => match bumped_fees((prev.max_fee, prev.priority_fee), market, &rel.policy) {
+            Some(f) => Some(f),
+            // No room under the cap for a valid replacement. A transaction the node no longer
+            // has replaces nothing there: it goes again at what the market asks now.
+            None if !in_mempool => market,
+            None => {
+                let why = format!(
+                    "transaction {} is at the fee cap ({} gwei) and cannot be bumped; waiting for it to be mined",
+                    prev.tx_hash, rel.policy.max_fee_gwei
+                );
+                if said.get(&job.key) != Some(&why) {
+                    tracing::warn!(job = %job.key, "{why}");
+                    said.insert(job.key.clone(), why);
+                }
+                return Ok(Vec::new());
+            }
+        },
         None => market,
     };
     let Some((max_fee, tip)) = fees else {
@@ -307,7 +326,7 @@ async fn send(
         return Ok(Vec::new());
     };
     let nonce = match again {
-        Some(prev) => prev.nonce,
+        Some(Again { last: prev, .. }) => prev.nonce,
         None => rel.pool.transaction_count(rel.address, true).await?,
     };
     let mut tx = TxEip1559 {
@@ -465,7 +484,18 @@ async fn follow(
     if !known {
         tracing::warn!(job = %job.key, transaction_hash = %last.tx_hash, "relayer transaction dropped from the mempool; sending again at the same nonce");
     }
-    send(core, rel, job, data, Some(last), said).await
+    let again = Again {
+        last,
+        in_mempool: known,
+    };
+    send(core, rel, job, data, Some(again), said).await
+}
+
+/// A job sent before and sent again: its last attempt, and whether the node still has it.
+#[derive(Clone, Copy)]
+struct Again<'a> {
+    last: &'a Attempt,
+    in_mempool: bool,
 }
 
 /// A job's transaction was mined.

@@ -941,6 +941,56 @@ async fn the_relayer_waits_under_its_fee_cap_bumps_slow_transactions_and_resends
     assert_eq!(balance_of(&w.anvil, &w.token, r1), U256::from(4));
 }
 
+/// Sent at its fee cap, a slow transaction cannot be bumped (a replacement must pay 10% more):
+/// the relayer says so and waits. Dropped from the mempool, it replaces nothing there and is
+/// sent again at what the market asks, instead of waiting forever for room to bump.
+#[tokio::test]
+async fn a_dropped_transaction_at_the_fee_cap_is_sent_again() {
+    let w = world();
+    w.anvil.rpc("evm_setAutomine", json!([false]));
+    let gwei: u128 = 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let r1 = "0x00000000000000000000000000000000000000c2";
+    let s = ready_above_the_fee_cap(&w, dir.path(), r1, 6).await;
+    // Base fee 30 gwei: 2 × 30 + 1 is above the cap, so the first send pays the cap, 50.
+    w.anvil.rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        json!([format!("{:#x}", 30 * gwei)]),
+    );
+    w.anvil.rpc("evm_mine", json!([]));
+    let first = until("a first send", &s, || pooled(&w).into_iter().next()).await;
+    assert_eq!(first.1, 50 * gwei, "the first send pays the cap");
+    // Slow (resubmit_after is 1 s) but no room to bump: it says so, sends nothing new.
+    until("the relayer to say it cannot bump", &s, || {
+        s.run
+            .stderr()
+            .contains("at the fee cap (50 gwei) and cannot be bumped")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        pooled(&w),
+        vec![first.clone()],
+        "one transaction, unchanged"
+    );
+    // Dropped: sent again at the same nonce.
+    w.anvil.rpc("anvil_dropTransaction", json!([first.0]));
+    assert!(pooled(&w).is_empty());
+    let again = until("a resend after the drop", &s, || {
+        pooled(&w).into_iter().next()
+    })
+    .await;
+    assert!(again.1 <= 50 * gwei);
+    let nonce = w.anvil.rpc("eth_getTransactionByHash", json!([again.0]))["nonce"].clone();
+    assert_eq!(nonce, "0x0");
+    w.anvil.rpc("evm_mine", json!([]));
+    let done: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 1, |_: &SafeTxExecuted| true)
+        .await;
+    assert_eq!(done[0].transaction_hash, again.0);
+    assert_eq!(balance_of(&w.anvil, &w.token, r1), U256::from(6));
+}
+
 /// A relayer key changed while a ready transaction waited for it (here: under its fee cap):
 /// the new key's relayer takes the job over at start and executes it; nothing stays stuck
 /// behind the old account.
