@@ -161,6 +161,13 @@ pub async fn replay(
     to: Option<u64>,
 ) -> Result<ExitCode, CliError> {
     let pb = find(cfg, name, file)?;
+    if pb.name != name {
+        return Err(CliError::Config(format!(
+            "{} holds the playbook `{}`, not `{name}`: name the playbook the file holds",
+            file.map_or_else(String::new, |f| f.display().to_string()),
+            pb.name
+        )));
+    }
     let log = crate::app::open_log(cfg).await?;
     let last = log
         .last_sequence()

@@ -382,3 +382,96 @@ fn config_schema_is_json_schema() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["properties"]["event_log"].is_object(), "{v}");
 }
+
+/// `steward playbook replay`: the playbook over the events already in the (embedded) log, as
+/// a dry run: the runs it would have made are reported, nothing is appended; `--from TIME`
+/// skips earlier events; `--file` with another playbook's name is refused.
+#[tokio::test]
+async fn playbook_replay_runs_over_the_log_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folder = dir.path().join("playbooks");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(
+        repo.join("playbooks/oracle-alert.yaml"),
+        folder.join("oracle-alert.yaml"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let cfg = write(
+        dir.path(),
+        "steward.yaml",
+        &format!(
+            "data_dir: {}\nplaybooks:\n  folder: {}\nnotify:\n  telegram:\n    bot_token: \"0:unused\"\n  channels:\n    - name: ops\n      telegram: {{ chats: [-1001] }}\n",
+            data.display(),
+            folder.display()
+        ),
+    );
+    // The shipped test events of the playbook, appended to the log as the services would.
+    let text =
+        std::fs::read_to_string(repo.join("playbooks/tests/oracle-alert.events.jsonl")).unwrap();
+    let events: Vec<Envelope> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| Envelope::from_json(l.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 5);
+    let log = steward_log::embedded::EmbeddedLog::open(&data.join("events.db"), "steward")
+        .await
+        .unwrap();
+    log.append(&events).await.unwrap();
+    log.close().await;
+
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["playbook", "replay", "oracle-alert", "--config", &cfg];
+        args.extend_from_slice(extra);
+        output(&mut steward(&args))
+    };
+    let out = replay(&["--from", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("over 5 event(s)"), "{stdout}");
+    assert!(
+        stdout.contains("problem: Oracle feed stale: ETH"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("problem: Oracle sources deviate: BTC"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 runs"), "{stdout}");
+    // A dry run: the log holds what it held.
+    let log = steward_log::embedded::EmbeddedLog::open(&data.join("events.db"), "steward")
+        .await
+        .unwrap();
+    assert_eq!(log.last_sequence().await.unwrap(), 5);
+    log.close().await;
+
+    // From a time after the stale alert: only the later events.
+    let out = replay(&["--from", "2026-03-02T10:01:00Z"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("over 4 event(s)"), "{stdout}");
+    assert!(!stdout.contains("Oracle feed stale"), "{stdout}");
+
+    // --file naming another playbook than the one it holds.
+    let other = folder.join("renamed.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(folder.join("oracle-alert.yaml"))
+            .unwrap()
+            .replace("name: oracle-alert", "name: oracle-alert-v2"),
+    )
+    .unwrap();
+    let out = replay(&["--from", "1", "--file", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("holds the playbook `oracle-alert-v2`, not `oracle-alert`"),
+        "{stderr}"
+    );
+}
