@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use sqlx::{Any, Row, Transaction};
 use steward_config::{Config, SeverityLevel};
 use steward_events::{
-    derive_key, Envelope, Event, LogEventDeadLettered, NotifyRequested, Severity,
+    derive_key, Envelope, Event, LogEventDeadLettered, NotifyRequested, PlaybookRunFinished,
+    Severity,
 };
 use steward_store::{sqlx, ApplyError, Projection};
 
@@ -27,11 +28,12 @@ use crate::templates::{Rendered, Templates};
 pub const NAME: &str = "notifier";
 
 /// Event types the notifier consumes.
-pub const FILTERS: [&str; 10] = [
+pub const FILTERS: [&str; 11] = [
     "notify.requested",
     "notify.failed",
     "notify.subscription.*",
     "log.event.dead_lettered",
+    "playbook.run.finished",
     "risk.position.*",
     "risk.oracle.*",
     "risk.operator_set.*",
@@ -382,9 +384,9 @@ pub fn render_context(env: &Envelope, req: &NotifyRequested, channel: &str) -> V
     Value::Object(m)
 }
 
-/// A dead letter as a notification request.
-pub fn dead_letter_request(config: &Config, d: &LogEventDeadLettered) -> NotifyRequested {
-    let channels = if config.notify.alert_channels.is_empty() {
+/// Where Steward's own alerts go: `notify.alert_channels`, or every channel.
+fn alert_channels(config: &Config) -> Vec<String> {
+    if config.notify.alert_channels.is_empty() {
         config
             .notify
             .channels
@@ -393,7 +395,31 @@ pub fn dead_letter_request(config: &Config, d: &LogEventDeadLettered) -> NotifyR
             .collect()
     } else {
         config.notify.alert_channels.clone()
-    };
+    }
+}
+
+/// A failed playbook run as a notification request: automation that stopped half-way is
+/// something people must hear about even when the playbook itself notifies nobody.
+pub fn run_failed_request(config: &Config, f: &PlaybookRunFinished) -> NotifyRequested {
+    let mut context = Map::new();
+    context.insert("playbook".into(), f.playbook.clone().into());
+    context.insert("run_key".into(), f.run_key.clone().into());
+    context.insert(
+        "step".into(),
+        f.failed_step.clone().unwrap_or_default().into(),
+    );
+    context.insert("error".into(), f.error.clone().unwrap_or_default().into());
+    NotifyRequested {
+        channels: alert_channels(config),
+        template: "playbook_failed".into(),
+        severity: Severity::High,
+        context,
+    }
+}
+
+/// A dead letter as a notification request.
+pub fn dead_letter_request(config: &Config, d: &LogEventDeadLettered) -> NotifyRequested {
+    let channels = alert_channels(config);
     let mut context = Map::new();
     context.insert("consumer".into(), d.consumer.clone().into());
     context.insert("sequence".into(), d.sequence.into());
@@ -505,6 +531,10 @@ impl Projection for NotifierProjection {
             Event::NotifyRequested(req) => self.enqueue(tx, env, &req).await?,
             Event::LogEventDeadLettered(d) => {
                 let req = dead_letter_request(&self.config, &d);
+                self.enqueue(tx, env, &req).await?;
+            }
+            Event::PlaybookRunFinished(f) if f.outcome == "failed" => {
+                let req = run_failed_request(&self.config, &f);
                 self.enqueue(tx, env, &req).await?;
             }
             Event::NotifySubscriptionAdded(s) => {

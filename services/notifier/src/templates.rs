@@ -58,6 +58,7 @@ macro_rules! builtin {
 builtin!(
     "default",
     "dead_letter",
+    "playbook_failed",
     "digest",
     "liquidation",
     "safe_tx",

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use steward_events::{LogEventDeadLettered, RiskPositionLiquidatable, SafeTxProposed, Severity};
+use steward_events::{
+    LogEventDeadLettered, PlaybookRunFinished, RiskPositionLiquidatable, SafeTxProposed, Severity,
+};
 use tokio::time::Instant;
 
 const OPS_CHAT: i64 = -1001;
@@ -606,6 +608,50 @@ async fn a_dead_letter_raises_an_alert() {
         "{}",
         sent[0].plain
     );
+    h.stop().await;
+    h.assert_secrets_kept(&[TOKEN]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_playbook_run_raises_an_alert_and_a_successful_one_does_not() {
+    let (fake, mut h) = setup("", "").await;
+    h.start();
+    h.append(
+        "run:ok",
+        &PlaybookRunFinished {
+            playbook: "oracle-alert".into(),
+            run_key: "run-ok".into(),
+            outcome: "succeeded".into(),
+            failed_step: None,
+            error: None,
+        },
+    )
+    .await;
+    h.append(
+        "run:failed",
+        &PlaybookRunFinished {
+            playbook: "aave-liquidation".into(),
+            run_key: "run-failed".into(),
+            outcome: "failed".into(),
+            failed_step: Some("queue".into()),
+            error: Some("no relayer for chain 1 <configured>".into()),
+        },
+    )
+    .await;
+    let sent = wait_chat(&fake, OPS_CHAT, 1).await;
+    let text = &sent[0].plain;
+    assert!(text.contains("Playbook failed"), "{text}");
+    assert!(
+        text.contains("aave-liquidation stopped at step queue"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Error: no relayer for chain 1 <configured>"),
+        "{text}"
+    );
+    // Consumed and delivered in log order: had the successful run raised an alert, it would
+    // be the first message.
+    assert!(!text.contains("oracle-alert"), "{text}");
     h.stop().await;
     h.assert_secrets_kept(&[TOKEN]).await;
 }

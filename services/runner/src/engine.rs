@@ -487,14 +487,24 @@ impl Engine {
         Some(run.started.derive(SOURCE, step, payload))
     }
 
-    fn finish(&mut self, run_key: &str, outcome: &str, now: DateTime<Utc>) {
+    /// Ends a run: `failure` is the failing step and its error, for a failed run.
+    fn finish(
+        &mut self,
+        run_key: &str,
+        outcome: &str,
+        failure: Option<(String, String)>,
+        now: DateTime<Utc>,
+    ) {
         let Some(run) = self.runs.get(run_key) else {
             return;
         };
+        let (failed_step, error) = failure.unzip();
         let payload = PlaybookRunFinished {
             playbook: run.playbook.clone(),
             run_key: run_key.to_owned(),
             outcome: outcome.to_owned(),
+            failed_step,
+            error,
         };
         if let Some(e) = self.derived(run_key, "finished", &payload) {
             self.emit(e, now);
@@ -523,6 +533,8 @@ impl Engine {
         let Some(step) = run.step() else { return };
         let attempt = run.attempts + 1;
         let will_retry = attempt <= step.retries;
+        let fails_run = !will_retry && step.on_error == OnError::Fail;
+        let failure = fails_run.then(|| (step.id.clone(), error.clone()));
         let payload = PlaybookStepFailed {
             playbook: run.playbook.clone(),
             run_key: run_key.to_owned(),
@@ -531,13 +543,12 @@ impl Engine {
             error,
             will_retry,
         };
-        let fails_run = !will_retry && step.on_error == OnError::Fail;
         let name = format!("step/{}/failed/{attempt}", step.id);
         if let Some(e) = self.derived(run_key, &name, &payload) {
             self.emit(e, now);
         }
         if fails_run {
-            self.finish(run_key, "failed", now);
+            self.finish(run_key, "failed", failure, now);
         }
     }
 
@@ -556,7 +567,7 @@ impl Engine {
                 return;
             }
             let Some(step) = run.step() else {
-                self.finish(run_key, "succeeded", now);
+                self.finish(run_key, "succeeded", None, now);
                 return;
             };
             let ctx = run.context(now);

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use steward_events::{Envelope, PlaybookRunStarted, RiskSafeDrift, SafeTxExecuted, Severity};
+use steward_events::{
+    Envelope, PlaybookRunFinished, PlaybookRunStarted, RiskSafeDrift, SafeTxExecuted, Severity,
+};
 use steward_log::embedded::EmbeddedLog;
 use steward_log::{Appended, Consumer, ConsumerSpec, EventLog, Stored};
 use steward_runner::harness::{config, real_pause, Frozen, Harness};
@@ -504,6 +506,47 @@ steps:
         .data
         .get()
         .contains("timed out"));
+    h.stop().await.unwrap();
+}
+
+/// A step that fails with `on_error: fail` (the default) ends the run as failed, naming the
+/// step and its error in `playbook.run.finished` (the notifier alerts on it); the steps after
+/// it do not run.
+#[tokio::test(start_paused = true)]
+async fn a_failed_step_fails_the_run_and_names_itself_in_run_finished() {
+    let pb = "\
+name: impatient
+on:
+  - event: risk.safe.drift
+steps:
+  - id: wait
+    wait_for: {event: safe.tx.executed, timeout: 30m}
+  - id: after
+    notify: {channels: [ops], severity: high, context: {x: \"never\"}}
+";
+    let (dir, cfg) = setup(&[("impatient.yaml", pb)], "0s");
+    let mut h = paused(dir.path(), cfg).await;
+    let _frozen = Frozen::new();
+    let clock = clock_at("2026-03-02T10:00:00Z");
+    h.restart(clock.clone()).await.unwrap();
+    let (k, d) = drift(1, 1);
+    append(h.log.as_ref(), &k, &d).await;
+    until_real(&mut h, "the run to start", |e| {
+        of(e, "playbook.run.started").len() == 1
+    })
+    .await;
+    advance_to(&clock, "2026-03-02T10:31:00Z", Duration::from_secs(20)).await;
+    let events = until_real(&mut h, "the run to finish", |e| finished(e, 1)).await;
+    let done: PlaybookRunFinished = of(&events, "playbook.run.finished")[0].payload().unwrap();
+    assert_eq!(done.outcome, "failed");
+    assert_eq!(done.failed_step.as_deref(), Some("wait"));
+    assert!(
+        done.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no `safe.tx.executed` event matched within 30m")),
+        "{done:?}"
+    );
+    assert!(of(&events, "notify.requested").is_empty(), "`after` ran");
     h.stop().await.unwrap();
 }
 

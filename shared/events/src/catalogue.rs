@@ -391,6 +391,12 @@ pub struct PlaybookRunFinished {
     pub run_key: String,
     /// `succeeded`, `failed` or `cancelled`.
     pub outcome: String,
+    /// A failed run: the step that failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// A failed run: that step's last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 // ---------------------------------------------------------------- liquidation.*

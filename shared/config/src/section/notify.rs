@@ -34,8 +34,8 @@ pub struct NotifyConfig {
     pub templates: Option<PathBuf>,
     /// Links in messages.
     pub links: LinksConfig,
-    /// Channels that hear about events the log gave up on (`log.event.dead_lettered`);
-    /// empty: every channel.
+    /// Channels that hear Steward's own alerts: events the log gave up on
+    /// (`log.event.dead_lettered`) and failed playbook runs; empty: every channel.
     pub alert_channels: Vec<String>,
     /// Retries of a message that could not be delivered.
     pub retry: RetryConfig,
