@@ -939,3 +939,52 @@ fn both_dialects_have_the_same_migrations() {
     };
     assert_eq!(names("postgres"), names("sqlite"));
 }
+
+/// The test PostgreSQL serves TLS with a certificate from a throwaway CA (`scripts/test-servers`
+/// makes it): `sslmode=verify-full` with that CA connects encrypted; with another CA the
+/// connection is refused, saying why; `sslmode=disable` connects in the clear.
+#[tokio::test]
+async fn postgres_tls_verifies_the_server_against_the_given_ca() {
+    let dir = std::env::var("STEWARD_TEST_SERVERS_DIR")
+        .expect("STEWARD_TEST_SERVERS_DIR: run the tests through scripts/test");
+    let tls = std::path::Path::new(&dir).join("tls");
+    let base = steward_testkit::fresh_postgres().await;
+    let with = |query: String| {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{query}")
+    };
+    async fn encrypted(store: &Store) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    let url = with(format!(
+        "sslmode=verify-full&sslrootcert={}",
+        tls.join("ca.pem").display()
+    ));
+    let store = Store::connect(&url, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(encrypted(&store).await, "verify-full without TLS");
+    store.close().await;
+
+    let url = with(format!(
+        "sslmode=verify-full&sslrootcert={}",
+        tls.join("other-ca.pem").display()
+    ));
+    let err = Store::connect(&url, 2)
+        .await
+        .err()
+        .expect("a server the CA did not sign");
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot connect to"), "{msg}");
+    assert!(msg.to_ascii_lowercase().contains("certificate"), "{msg}");
+
+    let store = Store::connect(&with("sslmode=disable".into()), 2)
+        .await
+        .unwrap();
+    assert!(!encrypted(&store).await, "sslmode=disable encrypted");
+    store.close().await;
+}
