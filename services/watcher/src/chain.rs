@@ -49,6 +49,9 @@ pub const SOURCE: &str = "watcher";
 /// Largest append to the log in one call.
 const APPEND_CHUNK: usize = 20_000;
 
+/// How long one step keeps starting new ranges while catching up far below the head.
+const BULK_STEP: Duration = Duration::from_secs(5);
+
 /// Why a step failed. Every variant is logged and retried by the loop; none stops the
 /// service.
 #[derive(Debug, thiserror::Error)]
@@ -448,12 +451,19 @@ impl ChainWatcher {
         }
         let deep_end = latest.saturating_sub(self.cfg.reorg_window);
         if next <= deep_end {
-            // A bounded amount per step, so the head and shutdown are looked at again.
-            let chunk = self.range.get() * u64::from(self.cfg.concurrency) * 4;
-            let end = deep_end.min(target).min(next.saturating_add(chunk - 1));
-            self.ingest_bulk(next, end, Progress::Cursor, true, Arc::new(|_, _| {}))
-                .await?;
-            return Ok(Step::Progress(end));
+            // A bounded time per step, so the head and the schedules are looked at again: no
+            // new range starts after BULK_STEP (those in flight finish and are written).
+            let end = deep_end.min(target);
+            self.ingest_bulk_until(
+                next,
+                end,
+                Progress::Cursor,
+                true,
+                Arc::new(|_, _| {}),
+                Some(BULK_STEP),
+            )
+            .await?;
+            return Ok(Step::Progress(self.cursor.map_or(end, |c| c.0)));
         }
         let end = target.min(next.saturating_add(self.cfg.max_block_range - 1));
         self.ingest_window(next, end).await
@@ -509,6 +519,23 @@ impl ChainWatcher {
         polls: bool,
         on_range: OnRange,
     ) -> Result<(), WatchError> {
+        self.ingest_bulk_until(from, to, progress, polls, on_range, None)
+            .await
+    }
+
+    /// [`ChainWatcher::ingest_bulk`], starting no new range once `budget` has passed (the
+    /// ranges in flight are finished and written): it may stop before `to`.
+    async fn ingest_bulk_until(
+        &mut self,
+        from: u64,
+        to: u64,
+        progress: Progress,
+        polls: bool,
+        on_range: OnRange,
+        budget: Option<Duration>,
+    ) -> Result<(), WatchError> {
+        let started = std::time::Instant::now();
+        let mut spawn_to = to;
         let mut next = from;
         let mut inflight: VecDeque<tokio::task::JoinHandle<Result<Fetched, WatchError>>> =
             VecDeque::new();
@@ -519,7 +546,10 @@ impl ChainWatcher {
         // stay in order, each awaited before the next starts.
         let mut writing: Option<Writing> = None;
         let result = loop {
-            self.spawn_fetches(&mut next, to, all_headers, &mut inflight);
+            if next > from && budget.is_some_and(|b| started.elapsed() >= b) {
+                spawn_to = spawn_to.min(next - 1);
+            }
+            self.spawn_fetches(&mut next, spawn_to, all_headers, &mut inflight);
             let Some(task) = inflight.pop_front() else {
                 break Ok(());
             };
@@ -535,7 +565,7 @@ impl ChainWatcher {
                     )))
                 }
             };
-            self.spawn_fetches(&mut next, to, all_headers, &mut inflight);
+            self.spawn_fetches(&mut next, spawn_to, all_headers, &mut inflight);
             let preparing = std::time::Instant::now();
             let prepared = self.prepare_bulk(&fetched, progress, polls).await;
             charge(&self.stats.prepare_ns, preparing);
