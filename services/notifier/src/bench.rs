@@ -88,7 +88,8 @@ pub fn render(n: usize) -> anyhow::Result<Throughput> {
     )?;
     let templates =
         Templates::load(&cfg).map_err(|p| anyhow::anyhow!("templates: {}", p.join("; ")))?;
-    let mailer = crate::email::Mailer::new(cfg.notify.email.as_ref().expect("email"))?;
+    let mailer =
+        crate::email::Mailer::new(cfg.notify.email.as_ref().expect("email"), &cfg.base_dir)?;
     let started = Instant::now();
     let mut bytes = 0usize;
     for i in 0..n {

@@ -5,6 +5,7 @@
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use steward_config::{EmailConfig, SmtpSecurity};
 
@@ -36,18 +37,50 @@ pub fn mailbox(s: &str) -> Result<Mailbox, String> {
     })
 }
 
+/// The certificates of `notify.email.ca_file` (relative to `base_dir`), to trust besides the
+/// system's; `None` when not set. The error names the file and what is wrong with it.
+pub fn ca_certificates(
+    cfg: &EmailConfig,
+    base_dir: &std::path::Path,
+) -> Result<Option<Certificate>, String> {
+    let Some(file) = &cfg.ca_file else {
+        return Ok(None);
+    };
+    let path = base_dir.join(file);
+    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let count = pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+        .count();
+    if count == 0 {
+        return Err(format!(
+            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        ));
+    }
+    Certificate::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 impl Mailer {
-    pub fn new(cfg: &EmailConfig) -> anyhow::Result<Self> {
+    /// The transport of `cfg`; `base_dir` resolves a relative `ca_file`.
+    pub fn new(cfg: &EmailConfig, base_dir: &std::path::Path) -> anyhow::Result<Self> {
         crate::install_crypto_provider();
         let port = cfg.port();
+        let tls = || -> anyhow::Result<TlsParameters> {
+            let mut params = TlsParameters::builder(cfg.host.clone());
+            if let Some(ca) = ca_certificates(cfg, base_dir).map_err(anyhow::Error::msg)? {
+                params = params.add_root_certificate(ca);
+            }
+            Ok(params.build()?)
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host);
         let builder = match cfg.security {
-            SmtpSecurity::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)?
-            }
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)?,
-            SmtpSecurity::Plain => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
-            }
+            // STARTTLS is required: a server that does not offer it is refused.
+            SmtpSecurity::Starttls => builder.tls(Tls::Required(tls()?)),
+            SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls()?)),
+            SmtpSecurity::Plain => builder,
         };
         let mut builder = builder.port(port).timeout(Some(cfg.timeout));
         let password = cfg

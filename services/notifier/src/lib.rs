@@ -75,6 +75,9 @@ pub fn check_config(config: &Config, v: &mut Validator<'_>) {
         if let Err(m) = email::mailbox(&e.from) {
             v.invalid_got("notify.email.from", m, &e.from);
         }
+        if let Err(m) = email::ca_certificates(e, &config.base_dir) {
+            v.invalid("notify.email.ca_file", m);
+        }
     }
     for (i, c) in config.notify.channels.iter().enumerate() {
         if let Some(e) = &c.email {
@@ -131,7 +134,7 @@ impl Service for Notifier {
         }
         let mailer = match &notify.email {
             Some(e) => {
-                let m = email::Mailer::new(e)?;
+                let m = email::Mailer::new(e, &config.base_dir)?;
                 tracing::info!(server = %m.endpoint, "e-mail ready");
                 Some(Arc::new(m))
             }

@@ -207,3 +207,48 @@ fn secrets_are_absent_or_redacted_never_shown() {
     );
     assert!(!e.contains("very-secret"), "{e}");
 }
+
+#[test]
+fn an_smtp_ca_file_that_is_missing_empty_or_useless_is_refused_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = |extra: &str| {
+        format!(
+            "notify:\n  email:\n    host: smtp.example.org\n    from: steward@example.org\n{extra}"
+        )
+    };
+    let e = load(
+        &mail("    ca_file: nosuch.pem\n"),
+        dir.path(),
+        &MapEnv::new(),
+    )
+    .unwrap_err();
+    assert!(e.contains("notify.email.ca_file"), "{e}");
+    assert!(e.contains("cannot read") && e.contains("nosuch.pem"), "{e}");
+
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let e = load(
+        &mail("    ca_file: empty.pem\n"),
+        dir.path(),
+        &MapEnv::new(),
+    )
+    .unwrap_err();
+    assert!(e.contains("holds no PEM certificate"), "{e}");
+
+    // A CA with plain SMTP would never be used.
+    let e = load(
+        &mail("    security: plain\n    ca_file: empty.pem\n"),
+        dir.path(),
+        &MapEnv::new(),
+    )
+    .unwrap_err();
+    assert!(e.contains("`security: plain` uses no TLS"), "{e}");
+
+    // A real CA file, relative to the configuration's folder, loads.
+    let tls = std::path::Path::new(
+        &std::env::var("STEWARD_TEST_SERVERS_DIR")
+            .expect("STEWARD_TEST_SERVERS_DIR: run the tests through scripts/test"),
+    )
+    .join("tls/ca.pem");
+    std::fs::copy(tls, dir.path().join("ca.pem")).unwrap();
+    load(&mail("    ca_file: ca.pem\n"), dir.path(), &MapEnv::new()).unwrap();
+}

@@ -219,3 +219,108 @@ async fn a_refused_password_fails_for_good_without_being_shown() {
     h.stop().await;
     h.assert_secrets_kept(&[SMTP_PASSWORD]).await;
 }
+
+/// The test servers' throwaway CA and its server certificate for 127.0.0.1
+/// (`scripts/test-servers` makes them for PostgreSQL; the SMTP server serves the same one).
+fn test_tls() -> std::path::PathBuf {
+    let dir = std::env::var("STEWARD_TEST_SERVERS_DIR")
+        .expect("STEWARD_TEST_SERVERS_DIR: run the tests through scripts/test");
+    std::path::Path::new(&dir).join("tls")
+}
+
+/// Sends one message with `security` against aiosmtpd serving TLS as `mode`, trusting the
+/// CA file `ca` (relative to the configuration's folder); returns the harness, the server and
+/// the request's key.
+async fn over_tls(mode: &str, security: &str, ca: &std::path::Path) -> (Harness, Smtp, String) {
+    let tls = test_tls();
+    let port = free_port();
+    let yaml = yaml(port, "").replace(
+        "    security: plain\n",
+        &format!("    security: {security}\n    ca_file: {}\n", ca.display()),
+    );
+    let mut h = Harness::new(&yaml).await;
+    let smtp = Smtp::start_with(
+        port,
+        &h.dir.path().join("mail.jsonl"),
+        Some((SMTP_USER, SMTP_PASSWORD)),
+        Some((mode, &tls.join("server.pem"), &tls.join("server.key"))),
+    );
+    h.start();
+    let req = h
+        .request(
+            &format!("{mode}:1"),
+            request(&["ops-mail"], "default", Severity::High, json!({})),
+        )
+        .await;
+    (h, smtp, req.key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_deliver_to_a_server_of_a_private_ca() {
+    for (mode, security) in [("starttls", "starttls"), ("tls", "tls")] {
+        let (mut h, smtp, _) = over_tls(mode, security, &test_tls().join("ca.pem")).await;
+        let msgs = eventually(Duration::from_secs(20), "the e-mail", || async {
+            let m = smtp.messages();
+            (!m.is_empty()).then_some(m)
+        })
+        .await;
+        assert_eq!(msgs.len(), 1, "{mode}");
+        assert_eq!(msgs[0]["auth"], json!(SMTP_USER), "{mode}: logged in");
+        h.wait_events("notify.delivered", 1, Duration::from_secs(10))
+            .await;
+        h.stop().await;
+        h.assert_secrets_kept(&[SMTP_PASSWORD]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_an_untrusted_ca_is_refused_and_nothing_is_sent() {
+    let (mut h, smtp, key) =
+        over_tls("starttls", "starttls", &test_tls().join("other-ca.pem")).await;
+    let failed = h
+        .wait_events("notify.failed", 1, Duration::from_secs(30))
+        .await;
+    let f: steward_events::NotifyFailed = failed[0].payload().unwrap();
+    assert_eq!(f.request_key, key);
+    assert!(
+        f.error.to_ascii_lowercase().contains("certificate"),
+        "{}",
+        f.error
+    );
+    assert!(smtp.messages().is_empty(), "sent to an unverified server");
+    h.stop().await;
+    h.assert_secrets_kept(&[SMTP_PASSWORD]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_required_and_not_offered_sends_nothing_in_the_clear() {
+    let port = free_port();
+    let yaml = yaml(port, "").replace(
+        "    security: plain\n",
+        &format!(
+            "    security: starttls\n    ca_file: {}\n",
+            test_tls().join("ca.pem").display()
+        ),
+    );
+    let mut h = Harness::new(&yaml).await;
+    // A server that offers no STARTTLS.
+    let smtp = Smtp::start(
+        port,
+        &h.dir.path().join("mail.jsonl"),
+        Some((SMTP_USER, SMTP_PASSWORD)),
+    );
+    h.start();
+    h.request(
+        "clear:1",
+        request(&["ops-mail"], "default", Severity::High, json!({})),
+    )
+    .await;
+    let failed = h
+        .wait_events("notify.failed", 1, Duration::from_secs(30))
+        .await;
+    let f: steward_events::NotifyFailed = failed[0].payload().unwrap();
+    assert!(f.error.contains("SMTP"), "{}", f.error);
+    assert!(smtp.messages().is_empty(), "sent without TLS");
+    h.stop().await;
+    h.assert_secrets_kept(&[SMTP_PASSWORD]).await;
+}

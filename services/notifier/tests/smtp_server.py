@@ -4,10 +4,15 @@ parser (an implementation independent of lettre) and appended as one JSON line t
 
     python smtp_server.py PORT OUT [USER PASSWORD]
 
+With SMTP_TLS=starttls (STARTTLS offered and required before MAIL) or SMTP_TLS=tls (TLS from
+the first byte), it serves the certificate SMTP_CERT with the key SMTP_KEY (PEM files).
+
 Prints `READY` once it listens; stops on SIGTERM or when stdin closes.
 """
 import json
+import os
 import signal
+import ssl
 import sys
 import threading
 from email import message_from_bytes, policy
@@ -55,6 +60,16 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 kwargs = {}
 if creds:
     kwargs = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+mode = os.environ.get("SMTP_TLS")
+if mode:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(os.environ["SMTP_CERT"], os.environ["SMTP_KEY"])
+    if mode == "starttls":
+        kwargs.update(tls_context=ctx, require_starttls=True)
+    elif mode == "tls":
+        kwargs.update(ssl_context=ctx)
+    else:
+        sys.exit(f"SMTP_TLS={mode}: expected starttls or tls")
 controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
 controller.start()
 print("READY", flush=True)

@@ -318,9 +318,24 @@ impl Smtp {
     /// Starts aiosmtpd on `port`, writing what it receives to `out`; with `auth`, it requires
     /// that user and password.
     pub fn start(port: u16, out: &std::path::Path, auth: Option<(&str, &str)>) -> Self {
+        Self::start_with(port, out, auth, None)
+    }
+
+    /// [`Smtp::start`] with TLS: `("starttls" | "tls", certificate, key)` (PEM files).
+    pub fn start_with(
+        port: u16,
+        out: &std::path::Path,
+        auth: Option<(&str, &str)>,
+        tls: Option<(&str, &std::path::Path, &std::path::Path)>,
+    ) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
         let mut cmd = Command::new(smtp_python());
         cmd.arg(script).arg(port.to_string()).arg(out);
+        if let Some((mode, cert, key)) = tls {
+            cmd.env("SMTP_TLS", mode)
+                .env("SMTP_CERT", cert)
+                .env("SMTP_KEY", key);
+        }
         if let Some((u, p)) = auth {
             cmd.arg(u).arg(p);
         }

@@ -204,6 +204,10 @@ pub struct EmailConfig {
     /// Password for SMTP authentication, a secret: `${SMTP_PASSWORD:-}`.
     #[serde(default)]
     pub password: Option<Secret>,
+    /// A PEM file of CA certificates to trust for the SMTP server besides the system's (a
+    /// relay whose certificate a private CA signed); relative to the configuration file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Sender: `Steward <steward@example.org>` or `steward@example.org`.
     pub from: String,
     /// Deadline of one SMTP conversation.
@@ -441,6 +445,12 @@ impl NotifyConfig {
             }
             if e.timeout.is_zero() {
                 v.invalid(&join(&p, "timeout"), "must be longer than zero");
+            }
+            if e.ca_file.is_some() && e.security == SmtpSecurity::Plain {
+                v.conflict(
+                    &join(&p, "ca_file"),
+                    "`security: plain` uses no TLS, so no CA: use `starttls` or `tls`, or drop `ca_file`",
+                );
             }
         }
         let mut names = HashSet::new();
