@@ -481,7 +481,8 @@ impl Queue {
         let mut tx = self.store.begin().await?;
         sqlx::query(
             "INSERT INTO relay_attempts (tx_hash, job_key, nonce, max_fee, priority_fee, gas_limit, sent_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tx_hash) DO UPDATE SET sent_at_ms = excluded.sent_at_ms",
         )
         .bind(a.tx_hash.to_string())
         .bind(job)

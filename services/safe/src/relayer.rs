@@ -77,6 +77,39 @@ pub fn bumped_fees(
     (max_fee >= min(prev.0) && tip >= min(prev.1)).then_some((max_fee, tip))
 }
 
+/// The fees of a job's next send: `Send` them, or wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextFees {
+    Send(u128, u128),
+    /// The base fee leaves no room under the cap.
+    AboveCap,
+    /// The transaction in the mempool is at the cap: no valid replacement exists.
+    CannotBump,
+}
+
+/// The fees of a first send (`again: None`), or of a send at the same nonce as `again`'s fees
+/// (`occupied`: a transaction of ours still holds that nonce in the mempool, so a replacement
+/// must outbid it). A send whose nonce nothing holds any more replaces nothing: when the cap
+/// leaves no room to bump, it goes at what the market asks now.
+pub fn next_fees(
+    market: Option<(u128, u128)>,
+    again: Option<((u128, u128), bool)>,
+    policy: &steward_config::section::safes::RelayerConfig,
+) -> NextFees {
+    let fees = match again {
+        None => market,
+        Some((prev, occupied)) => match bumped_fees(prev, market, policy) {
+            Some(f) => Some(f),
+            None if !occupied => market,
+            None => return NextFees::CannotBump,
+        },
+    };
+    match fees {
+        Some((max_fee, tip)) => NextFees::Send(max_fee, tip),
+        None => NextFees::AboveCap,
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -290,40 +323,33 @@ async fn send(
     };
     let base = rel.pool.base_fee().await?;
     let market = first_fees(base, &rel.policy);
-    let fees = match again {
-        Some(Again {
-            last: prev,
-            in_mempool,
-        }) => match bumped_fees((prev.max_fee, prev.priority_fee), market, &rel.policy) {
-            Some(f) => Some(f),
-            // No room under the cap for a valid replacement. A transaction the node no longer
-            // has replaces nothing there: it goes again at what the market asks now.
-            None if !in_mempool => market,
-            None => {
-                let why = format!(
-                    "transaction {} is at the fee cap ({} gwei) and cannot be bumped; waiting for it to be mined",
-                    prev.tx_hash, rel.policy.max_fee_gwei
-                );
-                if said.get(&job.key) != Some(&why) {
-                    tracing::warn!(job = %job.key, "{why}");
-                    said.insert(job.key.clone(), why);
-                }
-                return Ok(Vec::new());
+    let prev = again.map(|a| ((a.last.max_fee, a.last.priority_fee), a.occupied));
+    let (max_fee, tip) = match next_fees(market, prev, &rel.policy) {
+        NextFees::Send(max_fee, tip) => (max_fee, tip),
+        NextFees::CannotBump => {
+            let why = format!(
+                "transaction {} is at the fee cap ({} gwei) and cannot be bumped; waiting for it to be mined",
+                again.map(|a| a.last.tx_hash).unwrap_or_default(),
+                rel.policy.max_fee_gwei
+            );
+            if said.get(&job.key) != Some(&why) {
+                tracing::warn!(job = %job.key, "{why}");
+                said.insert(job.key.clone(), why);
             }
-        },
-        None => market,
-    };
-    let Some((max_fee, tip)) = fees else {
-        let why = format!(
-            "fees above the cap: base fee {:.2} gwei, cap {} gwei; waiting",
-            base as f64 / GWEI,
-            rel.policy.max_fee_gwei
-        );
-        if said.get(&job.key) != Some(&why) {
-            tracing::warn!(job = %job.key, "{why}");
-            said.insert(job.key.clone(), why);
+            return Ok(Vec::new());
         }
-        return Ok(Vec::new());
+        NextFees::AboveCap => {
+            let why = format!(
+                "fees above the cap: base fee {:.2} gwei, cap {} gwei; waiting",
+                base as f64 / GWEI,
+                rel.policy.max_fee_gwei
+            );
+            if said.get(&job.key) != Some(&why) {
+                tracing::warn!(job = %job.key, "{why}");
+                said.insert(job.key.clone(), why);
+            }
+            return Ok(Vec::new());
+        }
     };
     let nonce = match again {
         Some(Again { last: prev, .. }) => prev.nonce,
@@ -365,7 +391,14 @@ async fn send(
         Err(e) => {
             let m = e.to_string().to_ascii_lowercase();
             if m.contains("nonce too low") || m.contains("nonce is too low") {
-                // Another transaction used the nonce: the next look sends at a fresh one.
+                // The nonce is used: by one of this job's earlier attempts (mined elsewhere
+                // after the node dropped it), which the next look finds by its receipt, or by
+                // another transaction, and then the next look sends at a fresh nonce.
+                for a in core.queue.attempts(&job.key).await? {
+                    if a.tx_hash != hash && rel.pool.receipt(a.tx_hash).await?.is_some() {
+                        return Err(e.into());
+                    }
+                }
                 core.queue
                     .set_job(
                         &job.key,
@@ -484,18 +517,20 @@ async fn follow(
     if !known {
         tracing::warn!(job = %job.key, transaction_hash = %last.tx_hash, "relayer transaction dropped from the mempool; sending again at the same nonce");
     }
-    let again = Again {
-        last,
-        in_mempool: known,
-    };
+    // Whether a transaction of ours still holds the nonce: the last attempt, or an earlier
+    // one the node kept when a later one was refused (the pending count then covers it; the
+    // mined count was checked above).
+    let occupied = known || rel.pool.transaction_count(rel.address, true).await? > last.nonce;
+    let again = Again { last, occupied };
     send(core, rel, job, data, Some(again), said).await
 }
 
-/// A job sent before and sent again: its last attempt, and whether the node still has it.
+/// A job sent before and sent again: its last attempt, and whether a transaction of ours
+/// still holds its nonce in the node's mempool.
 #[derive(Clone, Copy)]
 struct Again<'a> {
     last: &'a Attempt,
-    in_mempool: bool,
+    occupied: bool,
 }
 
 /// A job's transaction was mined.
@@ -610,6 +645,41 @@ mod tests {
         p.priority_fee_gwei = tip;
         p.bump_percent = bump;
         p
+    }
+
+    #[test]
+    fn at_the_cap_a_held_nonce_waits_and_a_free_one_goes_at_market() {
+        let p = policy(50.0, 1.0, 12);
+        let gwei = |g: u128| g * 1_000_000_000;
+        let at_cap = (gwei(50), gwei(1));
+        let market = first_fees(gwei(10), &p);
+        assert_eq!(market, Some((gwei(21), gwei(1))));
+        // A first send takes the market.
+        assert_eq!(
+            next_fees(market, None, &p),
+            NextFees::Send(gwei(21), gwei(1))
+        );
+        // Still in the mempool at the cap: no valid replacement, wait.
+        assert_eq!(
+            next_fees(market, Some((at_cap, true)), &p),
+            NextFees::CannotBump
+        );
+        // The nonce is free again (dropped, or the bump was refused and nothing holds it):
+        // the market, even below the earlier fees.
+        assert_eq!(
+            next_fees(market, Some((at_cap, false)), &p),
+            NextFees::Send(gwei(21), gwei(1))
+        );
+        // ... unless the market is above the cap.
+        assert_eq!(
+            next_fees(first_fees(gwei(60), &p), Some((at_cap, false)), &p),
+            NextFees::AboveCap
+        );
+        // Below the cap, a held nonce is bumped by at least 10%.
+        match next_fees(market, Some(((gwei(30), gwei(1)), true)), &p) {
+            NextFees::Send(fee, tip) => assert!(fee >= gwei(33) && tip * 10 >= gwei(11)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

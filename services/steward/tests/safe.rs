@@ -973,9 +973,9 @@ async fn a_dropped_transaction_at_the_fee_cap_is_sent_again() {
         vec![first.clone()],
         "one transaction, unchanged"
     );
-    // Dropped: sent again at the same nonce.
+    // Dropped: sent again at the same nonce (here at the same fees, the market being above
+    // the cap too; the choice of fees is unit-tested in the relayer).
     w.anvil.rpc("anvil_dropTransaction", json!([first.0]));
-    assert!(pooled(&w).is_empty());
     let again = until("a resend after the drop", &s, || {
         pooled(&w).into_iter().next()
     })
