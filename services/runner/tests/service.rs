@@ -461,6 +461,26 @@ steps:
     h.stop().await.unwrap();
 }
 
+/// The playbook `pb` (file `file`) under a runner in paused time from 2026-03-02 10:00, a
+/// `risk.safe.drift` appended and the run it starts begun.
+async fn started_on_drift(
+    file: &str,
+    pb: &str,
+) -> (tempfile::TempDir, Harness, Arc<TokioClock>, Frozen) {
+    let (dir, cfg) = setup(&[(file, pb)], "0s");
+    let mut h = paused(dir.path(), cfg).await;
+    let frozen = Frozen::new();
+    let clock = clock_at("2026-03-02T10:00:00Z");
+    h.restart(clock.clone()).await.unwrap();
+    let (k, d) = drift(1, 1);
+    append(h.log.as_ref(), &k, &d).await;
+    until_real(&mut h, "the run to start", |e| {
+        of(e, "playbook.run.started").len() == 1
+    })
+    .await;
+    (dir, h, clock, frozen)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_wait_times_out_in_paused_time_and_on_error_continues() {
     let pb = "\
@@ -474,17 +494,7 @@ steps:
   - id: after
     notify: {channels: [ops], severity: high, context: {waited: \"{{#if steps.wait}}yes{{else}}timed out{{/if}}\"}}
 ";
-    let (dir, cfg) = setup(&[("patience.yaml", pb)], "0s");
-    let mut h = paused(dir.path(), cfg).await;
-    let _frozen = Frozen::new();
-    let clock = clock_at("2026-03-02T10:00:00Z");
-    h.restart(clock.clone()).await.unwrap();
-    let (k, d) = drift(1, 1);
-    append(h.log.as_ref(), &k, &d).await;
-    until_real(&mut h, "the run to start", |e| {
-        of(e, "playbook.run.started").len() == 1
-    })
-    .await;
+    let (_dir, mut h, clock, _frozen) = started_on_drift("patience.yaml", pb).await;
     advance_to(&clock, "2026-03-02T10:29:00Z", Duration::from_secs(20)).await;
     assert!(
         of(&h.events().await.unwrap(), "playbook.step.failed").is_empty(),
@@ -524,17 +534,7 @@ steps:
   - id: after
     notify: {channels: [ops], severity: high, context: {x: \"never\"}}
 ";
-    let (dir, cfg) = setup(&[("impatient.yaml", pb)], "0s");
-    let mut h = paused(dir.path(), cfg).await;
-    let _frozen = Frozen::new();
-    let clock = clock_at("2026-03-02T10:00:00Z");
-    h.restart(clock.clone()).await.unwrap();
-    let (k, d) = drift(1, 1);
-    append(h.log.as_ref(), &k, &d).await;
-    until_real(&mut h, "the run to start", |e| {
-        of(e, "playbook.run.started").len() == 1
-    })
-    .await;
+    let (_dir, mut h, clock, _frozen) = started_on_drift("impatient.yaml", pb).await;
     advance_to(&clock, "2026-03-02T10:31:00Z", Duration::from_secs(20)).await;
     let events = until_real(&mut h, "the run to finish", |e| finished(e, 1)).await;
     let done: PlaybookRunFinished = of(&events, "playbook.run.finished")[0].payload().unwrap();
