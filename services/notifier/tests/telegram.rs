@@ -649,9 +649,15 @@ async fn a_failed_playbook_run_raises_an_alert_and_a_successful_one_does_not() {
         text.contains("Error: no relayer for chain 1 <configured>"),
         "{text}"
     );
-    // Consumed and delivered in log order: had the successful run raised an alert, it would
-    // be the first message.
+    // The successful run, consumed first, queued nothing: every outbox row is the failure's.
     assert!(!text.contains("oracle-alert"), "{text}");
+    let rows = h.outbox().all().await.unwrap();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r.template == "playbook_failed" && !r.body.contains("oracle-alert")),
+        "{rows:?}"
+    );
     h.stop().await;
     h.assert_secrets_kept(&[TOKEN]).await;
 }
