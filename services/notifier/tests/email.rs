@@ -228,11 +228,15 @@ fn test_tls() -> std::path::PathBuf {
     std::path::Path::new(&dir).join("tls")
 }
 
-/// Sends one message with `security` against aiosmtpd serving TLS as `mode`, trusting the
-/// CA file `ca` (relative to the configuration's folder); returns the harness, the server and
-/// the request's key.
-async fn over_tls(mode: &str, security: &str, ca: &std::path::Path) -> (Harness, Smtp, String) {
-    let tls = test_tls();
+/// Sends one message with `security` against aiosmtpd serving TLS as `server` (`starttls`,
+/// `tls`, or `None`: no TLS offered), trusting the CA file `ca`; returns the harness, the
+/// server and the request's key.
+async fn over_tls(
+    server: Option<&str>,
+    security: &str,
+    ca: &std::path::Path,
+) -> (Harness, Smtp, String) {
+    let (cert, key) = (test_tls().join("server.pem"), test_tls().join("server.key"));
     let port = free_port();
     let yaml = yaml(port, "").replace(
         "    security: plain\n",
@@ -243,12 +247,12 @@ async fn over_tls(mode: &str, security: &str, ca: &std::path::Path) -> (Harness,
         port,
         &h.dir.path().join("mail.jsonl"),
         Some((SMTP_USER, SMTP_PASSWORD)),
-        Some((mode, &tls.join("server.pem"), &tls.join("server.key"))),
+        server.map(|mode| (mode, cert.as_path(), key.as_path())),
     );
     h.start();
     let req = h
         .request(
-            &format!("{mode}:1"),
+            &format!("{}:1", server.unwrap_or("clear")),
             request(&["ops-mail"], "default", Severity::High, json!({})),
         )
         .await;
@@ -257,8 +261,8 @@ async fn over_tls(mode: &str, security: &str, ca: &std::path::Path) -> (Harness,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_and_implicit_tls_deliver_to_a_server_of_a_private_ca() {
-    for (mode, security) in [("starttls", "starttls"), ("tls", "tls")] {
-        let (mut h, smtp, _) = over_tls(mode, security, &test_tls().join("ca.pem")).await;
+    for mode in ["starttls", "tls"] {
+        let (mut h, smtp, _) = over_tls(Some(mode), mode, &test_tls().join("ca.pem")).await;
         let msgs = eventually(Duration::from_secs(20), "the e-mail", || async {
             let m = smtp.messages();
             (!m.is_empty()).then_some(m)
@@ -275,8 +279,12 @@ async fn starttls_and_implicit_tls_deliver_to_a_server_of_a_private_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_certificate_from_an_untrusted_ca_is_refused_and_nothing_is_sent() {
-    let (mut h, smtp, key) =
-        over_tls("starttls", "starttls", &test_tls().join("other-ca.pem")).await;
+    let (mut h, smtp, key) = over_tls(
+        Some("starttls"),
+        "starttls",
+        &test_tls().join("other-ca.pem"),
+    )
+    .await;
     let failed = h
         .wait_events("notify.failed", 1, Duration::from_secs(30))
         .await;
@@ -294,27 +302,8 @@ async fn a_server_certificate_from_an_untrusted_ca_is_refused_and_nothing_is_sen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_required_and_not_offered_sends_nothing_in_the_clear() {
-    let port = free_port();
-    let yaml = yaml(port, "").replace(
-        "    security: plain\n",
-        &format!(
-            "    security: starttls\n    ca_file: {}\n",
-            test_tls().join("ca.pem").display()
-        ),
-    );
-    let mut h = Harness::new(&yaml).await;
     // A server that offers no STARTTLS.
-    let smtp = Smtp::start(
-        port,
-        &h.dir.path().join("mail.jsonl"),
-        Some((SMTP_USER, SMTP_PASSWORD)),
-    );
-    h.start();
-    h.request(
-        "clear:1",
-        request(&["ops-mail"], "default", Severity::High, json!({})),
-    )
-    .await;
+    let (mut h, smtp, _) = over_tls(None, "starttls", &test_tls().join("ca.pem")).await;
     let failed = h
         .wait_events("notify.failed", 1, Duration::from_secs(30))
         .await;

@@ -108,6 +108,7 @@ impl Backfill {
                 },
                 false,
                 on_range,
+                None,
             )
             .await?;
         Ok(())

@@ -454,7 +454,7 @@ impl ChainWatcher {
             // A bounded time per step, so the head and the schedules are looked at again: no
             // new range starts after BULK_STEP (those in flight finish and are written).
             let end = deep_end.min(target);
-            self.ingest_bulk_until(
+            self.ingest_bulk(
                 next,
                 end,
                 Progress::Cursor,
@@ -511,21 +511,9 @@ impl ChainWatcher {
 
     /// Blocks far below the head (or a backfill): several ranges in flight, each appended and
     /// recorded in order. `polls`: evaluate due state calls at each range's last block.
+    /// `budget`: start no new range once it has passed (those in flight are finished and
+    /// written), so it may stop before `to`.
     pub async fn ingest_bulk(
-        &mut self,
-        from: u64,
-        to: u64,
-        progress: Progress,
-        polls: bool,
-        on_range: OnRange,
-    ) -> Result<(), WatchError> {
-        self.ingest_bulk_until(from, to, progress, polls, on_range, None)
-            .await
-    }
-
-    /// [`ChainWatcher::ingest_bulk`], starting no new range once `budget` has passed (the
-    /// ranges in flight are finished and written): it may stop before `to`.
-    async fn ingest_bulk_until(
         &mut self,
         from: u64,
         to: u64,
