@@ -49,7 +49,7 @@ async fn logs_are_decoded_keyed_once_and_blocks_reported() {
     for (i, b) in blocks.iter().enumerate() {
         let p: ChainBlockObserved = b.payload().unwrap();
         assert_eq!(p.number, i as u64 + 1);
-        assert_eq!(b.key, format!("block:31337:{}", p.hash));
+        assert_eq!(b.key, format!("block:31337:{:012}:{}", p.number, p.hash));
         assert_eq!(b.chain_id, Some(31337));
         assert_eq!(b.source, "watcher");
     }
@@ -58,7 +58,13 @@ async fn logs_are_decoded_keyed_once_and_blocks_reported() {
     assert_eq!(logs.len(), 4);
     let decoded: Vec<ChainLogObserved> = logs.iter().map(|e| e.payload().unwrap()).collect();
     for (e, p) in logs.iter().zip(&decoded) {
-        assert_eq!(e.key, format!("log:31337:{}:{}", p.block_hash, p.log_index));
+        assert_eq!(
+            e.key,
+            format!(
+                "log:31337:{:012}:{}:{}",
+                p.block_number, p.block_hash, p.log_index
+            )
+        );
         assert_eq!(p.event, "Transfer");
         assert_eq!(p.signature, "Transfer(address,address,uint256)");
         assert_eq!(p.watch.as_deref(), Some("tokens"));
