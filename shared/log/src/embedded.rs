@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use steward_events::{subject_matches, type_pattern_to_subject, Envelope};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::time::Instant;
 
 use crate::{
@@ -40,6 +41,25 @@ use crate::{
 
 /// Rows per multi-row insert: 3 parameters a row stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 2000;
+
+/// How an embedded log is opened.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// How long a call waits for a pooled connection (opening one included).
+    pub acquire_timeout: Duration,
+    /// Pages written to the WAL (estimated) after which it is checkpointed. SQLite's own
+    /// default, 1000, unless a test wants it to happen sooner.
+    pub checkpoint_pages: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Duration::from_secs(30),
+            checkpoint_pages: 1000,
+        }
+    }
+}
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS log_events (
@@ -67,6 +87,62 @@ CREATE TABLE IF NOT EXISTS log_attempts (
 ) WITHOUT ROWID;
 "#;
 
+/// Copies the WAL back into the database file on a connection of its own, so on its own
+/// SQLite thread: an append only writes its pages to the WAL and returns. (With SQLite's
+/// automatic checkpoint, the commit that crosses the threshold copies every page back and
+/// syncs the file before it returns: about a quarter of the append path's time in a long
+/// catch-up.) Commits report what they wrote; past `checkpoint_pages` the checkpointer is
+/// woken. A passive checkpoint never blocks writers or readers; what it cannot copy yet (a
+/// reader still needs it) is copied by the next one. The WAL starts again from its beginning
+/// at the first write after a checkpoint that copied all of it, and its file is then cut
+/// back to `journal_size_limit`. Closing the last connection checkpoints whatever is left; a
+/// WAL left by a crash is replayed on open.
+struct Checkpointer {
+    page_size: u64,
+    threshold: u64,
+    pages: Arc<AtomicU64>,
+    wake: mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(pool: SqlitePool, page_size: u64, threshold: u64) -> Self {
+        let pages = Arc::new(AtomicU64::new(0));
+        let (wake, mut woken) = mpsc::channel::<()>(1);
+        let counted = pages.clone();
+        let threshold = threshold.max(1);
+        // Ends when the log is dropped (the sender with it) or closed.
+        tokio::spawn(async move {
+            while woken.recv().await.is_some() {
+                if counted.swap(0, Ordering::Relaxed) < threshold {
+                    continue;
+                }
+                let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)");
+                if let Err(e) = passive.execute(&pool).await {
+                    if pool.is_closed() {
+                        break;
+                    }
+                    tracing::warn!(error = %e, "embedded log: WAL checkpoint failed; tried again after the next append");
+                }
+            }
+        });
+        Self {
+            page_size: page_size.max(512),
+            threshold,
+            pages,
+            wake,
+        }
+    }
+
+    /// A commit wrote about `bytes` of rows (plus index and bookkeeping pages).
+    fn wrote(&self, bytes: u64) {
+        let pages = bytes.div_ceil(self.page_size) + 2;
+        if self.pages.fetch_add(pages, Ordering::Relaxed) + pages >= self.threshold {
+            // Full: a wake-up is already pending.
+            let _ = self.wake.try_send(());
+        }
+    }
+}
+
 fn db_err(e: sqlx::Error) -> LogError {
     LogError::Unavailable(format!("embedded log (SQLite): {e}"))
 }
@@ -79,12 +155,13 @@ pub struct EmbeddedLog {
     write: Mutex<()>,
     appended: Arc<Notify>,
     consumers: StdMutex<HashMap<String, Arc<Shared>>>,
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl EmbeddedLog {
     /// Open (creating if needed) the log at `path`.
     pub async fn open(path: &Path, prefix: &str) -> Result<Self> {
-        Self::open_with_acquire_timeout(path, prefix, Duration::from_secs(30)).await
+        Self::open_with(path, prefix, EmbeddedOptions::default()).await
     }
 
     /// [`EmbeddedLog::open`] with how long a call waits for a pooled connection (opening one
@@ -95,6 +172,19 @@ impl EmbeddedLog {
         prefix: &str,
         acquire_timeout: Duration,
     ) -> Result<Self> {
+        let options = EmbeddedOptions {
+            acquire_timeout,
+            ..EmbeddedOptions::default()
+        };
+        Self::open_with(path, prefix, options).await
+    }
+
+    /// [`EmbeddedLog::open`] with every option.
+    pub async fn open_with(path: &Path, prefix: &str, options: EmbeddedOptions) -> Result<Self> {
+        let EmbeddedOptions {
+            acquire_timeout,
+            checkpoint_pages,
+        } = options;
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -120,6 +210,12 @@ impl EmbeddedLog {
             // takes keys in no particular order (block hashes), and a small cache turns each
             // insert into page reads once the index outgrows it.
             .pragma("cache_size", "-32768")
+            // Checkpoints run on their own connection (see `Checkpointer`).
+            .pragma("wal_autocheckpoint", "0")
+            .pragma(
+                "journal_size_limit",
+                (4 * checkpoint_pages.max(1) * 16384).to_string(),
+            )
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -133,12 +229,22 @@ impl EmbeddedLog {
                 ))
             })?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db_err)?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await
+            .map_err(db_err)?;
+        let checkpointer = Arc::new(Checkpointer::start(
+            pool.clone(),
+            u64::try_from(page_size).unwrap_or(4096),
+            checkpoint_pages,
+        ));
         Ok(Self {
             pool,
             prefix: prefix.to_owned(),
             write: Mutex::new(()),
             appended: Arc::new(Notify::new()),
             consumers: StdMutex::new(HashMap::new()),
+            checkpointer,
         })
     }
 
@@ -221,11 +327,16 @@ impl EventLog for EmbeddedLog {
         let mut rows = encode(chunks[0]);
 
         let mut outcome: Vec<Appended> = Vec::with_capacity(unique.len());
+        let mut written = 0u64;
         let _guard = self.write.lock().await;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         for (n, chunk) in chunks.iter().enumerate() {
             // The insert comes first: it takes the write lock (a read first would pin a
             // snapshot that another connection's commit makes stale, failing the write).
+            written += rows
+                .iter()
+                .map(|(k, s, b)| (k.len() + s.len() + b.len()) as u64)
+                .sum::<u64>();
             let mut qb: QueryBuilder<'_, Sqlite> =
                 QueryBuilder::new("INSERT INTO log_events (key, subject, body) ");
             qb.push_values(std::mem::take(&mut rows), |mut b, (key, subject, body)| {
@@ -286,6 +397,7 @@ impl EventLog for EmbeddedLog {
         }
         tx.commit().await.map_err(db_err)?;
         drop(_guard);
+        self.checkpointer.wrote(written);
         if outcome.iter().any(|a| !a.duplicate) {
             self.appended.notify_waiters();
         }
@@ -337,6 +449,7 @@ impl EventLog for EmbeddedLog {
             .map_err(db_err)?;
         Ok(Box::new(EmbeddedConsumer {
             pool: self.pool.clone(),
+            checkpointer: self.checkpointer.clone(),
             appended: self.appended.clone(),
             shared,
             spec: spec.clone(),
@@ -492,6 +605,7 @@ impl Shared {
 
 struct EmbeddedConsumer {
     pool: SqlitePool,
+    checkpointer: Arc<Checkpointer>,
     appended: Arc<Notify>,
     shared: Arc<Shared>,
     spec: ConsumerSpec,
@@ -591,6 +705,7 @@ impl EmbeddedConsumer {
                 .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
+        self.checkpointer.wrote(0);
 
         let mut out = Vec::with_capacity(redeliver.len() + fresh.len());
         if !redeliver.is_empty() {
@@ -667,7 +782,9 @@ impl EmbeddedConsumer {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        self.checkpointer.wrote(8 * above.len() as u64);
+        Ok(())
     }
 }
 

@@ -59,3 +59,70 @@ async fn model_random_workloads() {
         conformance::model_random_workload(&Embedded::new(), seed, 120).await;
     }
 }
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Appends one after another: SQLite's own checkpoints are off, the checkpointer copies the
+/// WAL back into the database file on its own connection, and the WAL starts again instead
+/// of holding everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_append_path() {
+    use steward_events::{Envelope, NotifyRequested};
+    use steward_log::embedded::EmbeddedOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let wal = dir.path().join("events.db-wal");
+    // 64 pages of 16 KiB: a checkpoint every MiB.
+    let options = EmbeddedOptions {
+        checkpoint_pages: 64,
+        ..EmbeddedOptions::default()
+    };
+    let log = EmbeddedLog::open_with(&path, "steward", options)
+        .await
+        .unwrap();
+    let filler = "x".repeat(4000);
+    let (batches, per_batch) = (320u64, 32u64);
+    let mut largest_wal = 0;
+    for b in 0..batches {
+        let events: Vec<Envelope> = (0..per_batch)
+            .map(|i| {
+                let n = b * per_batch + i;
+                let mut p = NotifyRequested::example();
+                p.template = format!("t{n}-{filler}");
+                Envelope::new("test", format!("notify:{n}"), &p)
+            })
+            .collect();
+        let appended = log.append(&events).await.unwrap();
+        assert!(appended.iter().all(|a| !a.duplicate));
+        largest_wal = largest_wal.max(file_len(&wal));
+    }
+    // About 40 MiB went through the WAL; without checkpoints it would hold all of it.
+    assert!(
+        largest_wal < 16 << 20,
+        "the WAL reached {largest_wal} bytes"
+    );
+    // Without checkpoints every page would still be in the WAL, the database file empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while file_len(&path) < 30 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file holds {} bytes after 30 s",
+            file_len(&path)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(log.last_sequence().await.unwrap(), batches * per_batch);
+    // Reopened, every event is there.
+    log.close().await;
+    drop(log);
+    let log = EmbeddedLog::open(&path, "steward").await.unwrap();
+    assert_eq!(log.last_sequence().await.unwrap(), batches * per_batch);
+    let last = log.read(batches * per_batch, &[], 1).await.unwrap();
+    assert_eq!(
+        last[0].event.key,
+        format!("notify:{}", batches * per_batch - 1)
+    );
+}
