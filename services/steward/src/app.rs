@@ -134,6 +134,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             concurrency,
             nats,
             positions,
+            rounds,
         }) => {
             crate::bench::watcher(crate::bench::WatcherBench {
                 blocks,
@@ -143,6 +144,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
                 concurrency,
                 nats,
                 positions,
+                rounds,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

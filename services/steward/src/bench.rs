@@ -121,6 +121,31 @@ pub struct WatcherBench {
     pub concurrency: Vec<usize>,
     pub nats: Option<String>,
     pub positions: usize,
+    pub rounds: usize,
+}
+
+/// Removes the files a run wrote and waits until the kernel has written back what it still
+/// held: otherwise the write-back of one run's few hundred MB competes with the next run.
+fn settle(dir: &std::path::Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        // A closing connection may remove its WAL and shared-memory files meanwhile.
+        match std::fs::remove_file(entry?.path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    let synced = std::process::Command::new("sync").status()?;
+    anyhow::ensure!(synced.success(), "sync failed: {synced}");
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The watcher benchmark: a chain of `blocks` blocks, each with one transaction emitting
@@ -180,45 +205,32 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         );
     };
     let dir = tempfile::tempdir()?;
+    // Per concurrency and destination: (bare logs/s, watcher logs/s) of each round.
+    let mut summary: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut record = |name: String, bare: f64, watcher: f64| match summary
+        .iter_mut()
+        .find(|(n, _)| *n == name)
+    {
+        Some((_, v)) => v.push((bare, watcher)),
+        None => summary.push((name, vec![(bare, watcher)])),
+    };
     for &c in &b.concurrency {
-        let cpu = Cpu::start(anvil_pid);
-        let bare = wb::bare_get_logs(&url, token, topic0, from, to, b.range, c).await?;
-        row(
-            &format!("bare alloy eth_getLogs loop, {c} in flight"),
-            &bare,
-            cpu.spent(),
-        );
-        let yaml = bench_chain(&url, token, from, b.range, c, false);
-        let cfg = bench_config(&yaml)?;
-        let run = run_id();
-        let log = steward_log::embedded::EmbeddedLog::open(
-            &dir.path().join(format!("e-{run}.db")),
-            "bench",
-        )
-        .await?;
-        let store = steward_store::Store::connect(
-            &format!(
-                "sqlite://{}",
-                dir.path().join(format!("s-{run}.db")).display()
-            ),
-            4,
-        )
-        .await?;
-        let cpu = Cpu::start(anvil_pid);
-        let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
-        check(&t, &bare)?;
-        row("watcher -> embedded log (SQLite)", &t, cpu.spent());
-        println!(
-            "{:<44} {:.2}x of the bare loop (target 0.80x)",
-            "",
-            t.logs_per_sec() / bare.logs_per_sec()
-        );
-        if let Some(nats) = &b.nats {
+        for round in 1..=b.rounds.max(1) {
+            println!("-- {c} in flight, round {round}");
+            settle(dir.path())?;
+            let cpu = Cpu::start(anvil_pid);
+            let bare = wb::bare_get_logs(&url, token, topic0, from, to, b.range, c).await?;
+            row(
+                &format!("bare alloy eth_getLogs loop, {c} in flight"),
+                &bare,
+                cpu.spent(),
+            );
+            let yaml = bench_chain(&url, token, from, b.range, c, false);
+            let cfg = bench_config(&yaml)?;
             let run = run_id();
-            let log = NatsLog::connect(
-                NatsConfig::new(nats.clone())
-                    .stream(format!("BENCH_{run}"))
-                    .prefix(format!("bench{run}")),
+            let log = steward_log::embedded::EmbeddedLog::open(
+                &dir.path().join(format!("e-{run}.db")),
+                "bench",
             )
             .await?;
             let store = steward_store::Store::connect(
@@ -232,17 +244,71 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             let cpu = Cpu::start(anvil_pid);
             let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
             check(&t, &bare)?;
-            row("watcher -> NATS JetStream log", &t, cpu.spent());
+            row("watcher -> embedded log (SQLite)", &t, cpu.spent());
             println!(
                 "{:<44} {:.2}x of the bare loop (target 0.80x)",
                 "",
                 t.logs_per_sec() / bare.logs_per_sec()
             );
+            record(
+                format!("{c} in flight, embedded log"),
+                bare.logs_per_sec(),
+                t.logs_per_sec(),
+            );
+            if let Some(nats) = &b.nats {
+                settle(dir.path())?;
+                let run = run_id();
+                let log = NatsLog::connect(
+                    NatsConfig::new(nats.clone())
+                        .stream(format!("BENCH_{run}"))
+                        .prefix(format!("bench{run}")),
+                )
+                .await?;
+                let store = steward_store::Store::connect(
+                    &format!(
+                        "sqlite://{}",
+                        dir.path().join(format!("s-{run}.db")).display()
+                    ),
+                    4,
+                )
+                .await?;
+                let cpu = Cpu::start(anvil_pid);
+                let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+                check(&t, &bare)?;
+                row("watcher -> NATS JetStream log", &t, cpu.spent());
+                println!(
+                    "{:<44} {:.2}x of the bare loop (target 0.80x)",
+                    "",
+                    t.logs_per_sec() / bare.logs_per_sec()
+                );
+                record(
+                    format!("{c} in flight, NATS JetStream"),
+                    bare.logs_per_sec(),
+                    t.logs_per_sec(),
+                );
+            }
         }
     }
+    println!(
+        "
+medians over {} rounds (logs/s; ratio of the medians, and each round's ratio):",
+        b.rounds.max(1)
+    );
+    for (name, rounds) in &summary {
+        let bare = median(rounds.iter().map(|r| r.0).collect());
+        let watcher = median(rounds.iter().map(|r| r.1).collect());
+        let each: Vec<String> = rounds.iter().map(|r| format!("{:.2}", r.1 / r.0)).collect();
+        println!(
+            "{name:<32} bare {bare:>9.0}, watcher {watcher:>9.0}: {:.2}x (rounds: {}; target 0.80x)",
+            watcher / bare,
+            each.join(", ")
+        );
+    }
+    println!();
     // With a block event per block too (headers fetched for every block).
     let c = b.concurrency.iter().copied().max().unwrap_or(1);
     let cfg = bench_config(&bench_chain(&url, token, from, b.range, c, true))?;
+    settle(dir.path())?;
     let run = run_id();
     let log =
         steward_log::embedded::EmbeddedLog::open(&dir.path().join(format!("e-{run}.db")), "bench")

@@ -211,6 +211,10 @@ pub enum BenchCommand {
         /// Aave positions polled for the state-poll figures.
         #[arg(long, default_value_t = 500)]
         positions: usize,
+        /// Rounds per concurrency, each the bare loop then the watcher; the summary gives
+        /// the median of the rounds (a shared machine's speed drifts from run to run).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// The notifier: requests rendered (every part) and handed to a transport per second,
     /// and, through the whole service (embedded log, outbox, delivery) to a fake Telegram Bot
