@@ -139,6 +139,12 @@ fn settle(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh SQLite store for one run.
+async fn bench_store(dir: &std::path::Path, run: &str) -> anyhow::Result<steward_store::Store> {
+    let path = dir.join(format!("s-{run}.db"));
+    Ok(steward_store::Store::connect(&format!("sqlite://{}", path.display()), 4).await?)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -225,64 +231,44 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
                 &bare,
                 cpu.spent(),
             );
-            let yaml = bench_chain(&url, token, from, b.range, c, false);
-            let cfg = bench_config(&yaml)?;
-            let run = run_id();
-            let log = steward_log::embedded::EmbeddedLog::open(
-                &dir.path().join(format!("e-{run}.db")),
-                "bench",
-            )
-            .await?;
-            let store = steward_store::Store::connect(
-                &format!(
-                    "sqlite://{}",
-                    dir.path().join(format!("s-{run}.db")).display()
-                ),
-                4,
-            )
-            .await?;
-            let cpu = Cpu::start(anvil_pid);
-            let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
-            check(&t, &bare)?;
-            row("watcher -> embedded log (SQLite)", &t, cpu.spent());
-            println!(
-                "{:<44} {:.2}x of the bare loop (target 0.80x)",
-                "",
-                t.logs_per_sec() / bare.logs_per_sec()
-            );
-            record(
-                format!("{c} in flight, embedded log"),
-                bare.logs_per_sec(),
-                t.logs_per_sec(),
-            );
-            if let Some(nats) = &b.nats {
+            let cfg = bench_config(&bench_chain(&url, token, from, b.range, c, false))?;
+            // The embedded log, then NATS if given.
+            for nats in std::iter::once(None).chain(b.nats.as_deref().map(Some)) {
+                let (label, name) = match nats {
+                    None => ("watcher -> embedded log (SQLite)", "embedded log"),
+                    Some(_) => ("watcher -> NATS JetStream log", "NATS JetStream"),
+                };
                 settle(dir.path())?;
                 let run = run_id();
-                let log = NatsLog::connect(
-                    NatsConfig::new(nats.clone())
-                        .stream(format!("BENCH_{run}"))
-                        .prefix(format!("bench{run}")),
-                )
-                .await?;
-                let store = steward_store::Store::connect(
-                    &format!(
-                        "sqlite://{}",
-                        dir.path().join(format!("s-{run}.db")).display()
+                let log: Arc<dyn steward_log::EventLog> = match nats {
+                    None => Arc::new(
+                        steward_log::embedded::EmbeddedLog::open(
+                            &dir.path().join(format!("e-{run}.db")),
+                            "bench",
+                        )
+                        .await?,
                     ),
-                    4,
-                )
-                .await?;
+                    Some(url) => Arc::new(
+                        NatsLog::connect(
+                            NatsConfig::new(url.to_owned())
+                                .stream(format!("BENCH_{run}"))
+                                .prefix(format!("bench{run}")),
+                        )
+                        .await?,
+                    ),
+                };
+                let store = bench_store(dir.path(), &run).await?;
                 let cpu = Cpu::start(anvil_pid);
-                let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
+                let t = wb::watcher_ingest(&cfg, log, store).await?;
                 check(&t, &bare)?;
-                row("watcher -> NATS JetStream log", &t, cpu.spent());
+                row(label, &t, cpu.spent());
                 println!(
                     "{:<44} {:.2}x of the bare loop (target 0.80x)",
                     "",
                     t.logs_per_sec() / bare.logs_per_sec()
                 );
                 record(
-                    format!("{c} in flight, NATS JetStream"),
+                    format!("{c} in flight, {name}"),
                     bare.logs_per_sec(),
                     t.logs_per_sec(),
                 );
@@ -290,8 +276,7 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         }
     }
     println!(
-        "
-medians over {} rounds (logs/s; ratio of the medians, and each round's ratio):",
+        "\nmedians over {} rounds (logs/s; ratio of the medians, and each round's ratio):",
         b.rounds.max(1)
     );
     for (name, rounds) in &summary {
@@ -313,14 +298,7 @@ medians over {} rounds (logs/s; ratio of the medians, and each round's ratio):",
     let log =
         steward_log::embedded::EmbeddedLog::open(&dir.path().join(format!("e-{run}.db")), "bench")
             .await?;
-    let store = steward_store::Store::connect(
-        &format!(
-            "sqlite://{}",
-            dir.path().join(format!("s-{run}.db")).display()
-        ),
-        4,
-    )
-    .await?;
+    let store = bench_store(dir.path(), &run).await?;
     let cpu = Cpu::start(anvil_pid);
     let t = wb::watcher_ingest(&cfg, Arc::new(log), store).await?;
     row(
