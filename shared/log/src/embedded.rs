@@ -121,7 +121,9 @@ impl Checkpointer {
                     if pool.is_closed() {
                         break;
                     }
-                    tracing::warn!(error = %e, "embedded log: WAL checkpoint failed; tried again after the next append");
+                    // Counted as still due: the next commit wakes a new attempt.
+                    counted.fetch_add(threshold, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "embedded log: WAL checkpoint failed; tried again after the next commit");
                 }
             }
         });
@@ -207,11 +209,13 @@ impl EmbeddedLog {
             // amortises the fsync.
             .synchronous(SqliteSynchronous::Full)
             // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the key index
-            // takes keys in no particular order (block hashes), and a small cache turns each
-            // insert into page reads once the index outgrows it.
+            // takes many keys in no particular order (the watcher's sort by block, others do
+            // not), and a small cache turns each insert into page reads once the index
+            // outgrows it.
             .pragma("cache_size", "-32768")
             // Checkpoints run on their own connection (see `Checkpointer`).
             .pragma("wal_autocheckpoint", "0")
+            // A restarted WAL's file is cut back to four thresholds of 16 KiB pages.
             .pragma(
                 "journal_size_limit",
                 (4 * checkpoint_pages.max(1) * 16384).to_string(),
