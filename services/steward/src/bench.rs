@@ -66,29 +66,34 @@ pub async fn log(
     Ok(())
 }
 
-/// CPU time (user + system) of this process and of another one since a start, from
-/// `/proc/<pid>/stat` in clock ticks of 1/100 s (USER_HZ on Linux).
+/// CPU time of this process (user + system, and the system part) and of another one since
+/// a start, from `/proc/<pid>/stat` in clock ticks of 1/100 s (USER_HZ on Linux).
 struct Cpu {
     other: u32,
-    at: [f64; 2],
+    at: [f64; 3],
 }
 
 impl Cpu {
     fn start(other: u32) -> Self {
         Self {
             other,
-            at: [Self::read("self"), Self::read(&other.to_string())],
+            at: Self::now(other),
         }
     }
 
-    fn spent(&self) -> [f64; 2] {
-        [
-            Self::read("self") - self.at[0],
-            Self::read(&self.other.to_string()) - self.at[1],
-        ]
+    /// (steward, of which system, the other process)
+    fn spent(&self) -> [f64; 3] {
+        let now = Self::now(self.other);
+        [0, 1, 2].map(|i| now[i] - self.at[i])
     }
 
-    fn read(pid: &str) -> f64 {
+    fn now(other: u32) -> [f64; 3] {
+        let (me, system) = Self::read("self");
+        [me, system, Self::read(&other.to_string()).0]
+    }
+
+    /// (user + system, system)
+    fn read(pid: &str) -> (f64, f64) {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name (which may hold spaces) in parentheses.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -98,9 +103,10 @@ impl Cpu {
                 .get(i)
                 .and_then(|f| f.parse::<f64>().ok())
                 .unwrap_or(0.0)
+                / 100.0
         };
         // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
-        (ticks(11) + ticks(12)) / 100.0
+        (ticks(11) + ticks(12), ticks(12))
     }
 }
 
@@ -188,7 +194,7 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         b.range
     );
     let anvil_pid = anvil.pid();
-    let row = |name: &str, t: &wb::Throughput, cpu: [f64; 2]| {
+    let row = |name: &str, t: &wb::Throughput, cpu: [f64; 3]| {
         println!(
             "{name:<44} {:>8.0} blocks/s {:>9.0} logs/s   ({} logs in {:.2}s)",
             t.blocks_per_sec(),
@@ -203,10 +209,11 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:<44} CPU: steward {:.2}s, anvil {:.2}s (of {:.2}s on 2 cores)",
+            "{:<44} CPU: steward {:.2}s (system {:.2}s), anvil {:.2}s (of {:.2}s on 2 cores)",
             "",
             cpu[0],
             cpu[1],
+            cpu[2],
             2.0 * t.seconds
         );
     };
