@@ -93,10 +93,11 @@ CREATE TABLE IF NOT EXISTS log_attempts (
 /// syncs the file before it returns: about a quarter of the append path's time in a long
 /// catch-up.) Commits report what they wrote; past `checkpoint_pages` the checkpointer is
 /// woken. A passive checkpoint never blocks writers or readers; what it cannot copy yet (a
-/// reader still needs it) is copied by the next one. The WAL starts again from its beginning
-/// at the first write after a checkpoint that copied all of it, and its file is then cut
-/// back to `journal_size_limit`. Closing the last connection checkpoints whatever is left; a
-/// WAL left by a crash is replayed on open.
+/// reader still needs it) is copied by the next one. Under back-to-back appends the WAL would
+/// never start again from its beginning, so past a bound the checkpointer briefly holds
+/// appends back (see [`checkpoint`]); a restarted WAL's file is cut back to
+/// `journal_size_limit`. Closing the last connection checkpoints whatever is left; a WAL left
+/// by a crash is replayed on open.
 struct Checkpointer {
     page_size: u64,
     threshold: u64,
@@ -116,8 +117,7 @@ impl Checkpointer {
                 if counted.swap(0, Ordering::Relaxed) < threshold {
                     continue;
                 }
-                let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)");
-                if let Err(e) = passive.execute(&pool).await {
+                if let Err(e) = checkpoint(&pool, threshold).await {
                     if pool.is_closed() {
                         break;
                     }
@@ -143,6 +143,29 @@ impl Checkpointer {
             let _ = self.wake.try_send(());
         }
     }
+}
+
+/// How many thresholds' worth of frames the WAL may hold before appends are held back for a
+/// checkpoint that lets it start again (see [`checkpoint`]).
+const WAL_GROWTH: u64 = 4;
+
+/// A passive checkpoint; then, if the WAL still holds more than [`WAL_GROWTH`] thresholds of
+/// frames, a `RESTART` one. The WAL only starts again from its beginning when a write finds
+/// it wholly copied back, which back-to-back appends never let happen: each commits while
+/// the previous one's frames are being copied. (Measured: a 200,000-event catch-up left a
+/// 218 MB WAL.) `RESTART` holds writers back while it copies the few frames the passive one
+/// left and waits for readers to leave the WAL; the next append then starts it afresh.
+async fn checkpoint(pool: &SqlitePool, threshold: u64) -> std::result::Result<(), sqlx::Error> {
+    // (busy, frames in the WAL, frames copied back)
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    if u64::try_from(frames).unwrap_or(0) > WAL_GROWTH * threshold {
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 fn db_err(e: sqlx::Error) -> LogError {
@@ -215,10 +238,10 @@ impl EmbeddedLog {
             .pragma("cache_size", "-32768")
             // Checkpoints run on their own connection (see `Checkpointer`).
             .pragma("wal_autocheckpoint", "0")
-            // A restarted WAL's file is cut back to four thresholds of 16 KiB pages.
+            // A restarted WAL's file is cut back to its bound (in 16 KiB pages).
             .pragma(
                 "journal_size_limit",
-                (4 * checkpoint_pages.max(1) * 16384).to_string(),
+                (WAL_GROWTH * checkpoint_pages.max(1) * 16384).to_string(),
             )
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()

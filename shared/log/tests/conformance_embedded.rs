@@ -126,3 +126,82 @@ async fn the_wal_is_checkpointed_off_the_append_path() {
         format!("notify:{}", batches * per_batch - 1)
     );
 }
+
+/// Appends back to back, each larger than the checkpoint threshold: every one commits while
+/// the previous one's pages are being copied back, so a passive checkpoint never finds the
+/// WAL wholly copied and it would grow for as long as the appends last. The checkpointer
+/// holds appends back once the WAL passes its bound, and the WAL starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_back_to_back_appends() {
+    use steward_events::{Envelope, NotifyRequested};
+    use steward_log::embedded::EmbeddedOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let wal = dir.path().join("events.db-wal");
+    // A checkpoint every 512 KiB; appends held back past 2 MiB.
+    let options = EmbeddedOptions {
+        checkpoint_pages: 32,
+        ..EmbeddedOptions::default()
+    };
+    let log = Arc::new(
+        EmbeddedLog::open_with(&path, "steward", options)
+            .await
+            .unwrap(),
+    );
+    let filler = "x".repeat(4000);
+    let (batches, per_batch) = (240u64, 512u64);
+    // Built first, so that building them takes no time between appends.
+    let all: Vec<Vec<Envelope>> = (0..batches)
+        .map(|b| {
+            (0..per_batch)
+                .map(|i| {
+                    let n = b * per_batch + i;
+                    let mut p = NotifyRequested::example();
+                    p.template = format!("t{n}-{filler}");
+                    Envelope::new("test", format!("notify:{n}"), &p)
+                })
+                .collect()
+        })
+        .collect();
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (wal, watching) = (wal.clone(), watching.clone());
+        tokio::spawn(async move {
+            let mut largest = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                largest = largest.max(file_len(&wal));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            largest
+        })
+    };
+    // Three appenders: while one commits, the next has its rows ready and waits for the lock.
+    let mut appenders = tokio::task::JoinSet::new();
+    for part in 0..3usize {
+        let (log, mine) = (
+            log.clone(),
+            all.iter()
+                .skip(part)
+                .step_by(3)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        appenders.spawn(async move {
+            for events in &mine {
+                log.append(events).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = appenders.join_next().await {
+        done.unwrap();
+    }
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let largest_wal = sampler.await.unwrap();
+    // About 500 MiB went through the WAL; without the bound it reached 90-100 MiB.
+    assert!(
+        largest_wal < 48 << 20,
+        "the WAL reached {largest_wal} bytes"
+    );
+    assert_eq!(log.last_sequence().await.unwrap(), batches * per_batch);
+}
