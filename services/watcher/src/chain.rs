@@ -99,7 +99,6 @@ pub struct Stats {
     pub commit_ns: AtomicU64,
 }
 
-/// Adds the time since `since` to `counter`.
 /// The start of the idempotency key of an event about block `number` (`hash`) of a chain:
 /// `<kind>:<chain>:<number, 12 digits>:<hash>`. The zero-padded number makes the keys of
 /// consecutive blocks sort together, so the log's unique key index grows at its end instead
@@ -109,6 +108,7 @@ pub fn block_key(kind: &str, chain_id: u64, number: u64, hash: B256) -> String {
     format!("{kind}:{chain_id}:{number:012}:{hash}")
 }
 
+/// Adds the time since `since` to `counter`.
 fn charge(counter: &AtomicU64, since: std::time::Instant) {
     let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
     counter.fetch_add(ns, Ordering::Relaxed);
