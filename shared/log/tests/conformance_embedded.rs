@@ -1,9 +1,11 @@
 //! The conformance suite against the embedded SQLite backend.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use steward_events::Envelope;
 use steward_log::conformance::{self, Harness};
 use steward_log::embedded::EmbeddedLog;
 use steward_log::EventLog;
@@ -64,37 +66,43 @@ fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
+/// A log at `dir`/events.db checkpointing every `pages` pages of 16 KiB, and its WAL's path.
+async fn log_checkpointing_every(dir: &std::path::Path, pages: u64) -> (EmbeddedLog, PathBuf) {
+    let options = steward_log::embedded::EmbeddedOptions {
+        checkpoint_pages: pages,
+        ..Default::default()
+    };
+    let log = EmbeddedLog::open_with(&dir.join("events.db"), "steward", options)
+        .await
+        .unwrap();
+    (log, dir.join("events.db-wal"))
+}
+
+/// `count` events of about 4 KB from number `first` on.
+fn large_events(first: u64, count: u64) -> Vec<Envelope> {
+    let filler = "x".repeat(4000);
+    (first..first + count)
+        .map(|n| {
+            let mut p = steward_events::NotifyRequested::example();
+            p.template = format!("t{n}-{filler}");
+            Envelope::new("test", format!("notify:{n}"), &p)
+        })
+        .collect()
+}
+
 /// Appends one after another: SQLite's own checkpoints are off, the checkpointer copies the
 /// WAL back into the database file on its own connection, and the WAL starts again instead
 /// of holding everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_off_the_append_path() {
-    use steward_events::{Envelope, NotifyRequested};
-    use steward_log::embedded::EmbeddedOptions;
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
-    let wal = dir.path().join("events.db-wal");
-    // 64 pages of 16 KiB: a checkpoint every MiB.
-    let options = EmbeddedOptions {
-        checkpoint_pages: 64,
-        ..EmbeddedOptions::default()
-    };
-    let log = EmbeddedLog::open_with(&path, "steward", options)
-        .await
-        .unwrap();
-    let filler = "x".repeat(4000);
+    // A checkpoint every MiB.
+    let (log, wal) = log_checkpointing_every(dir.path(), 64).await;
     let (batches, per_batch) = (320u64, 32u64);
     let mut largest_wal = 0;
     for b in 0..batches {
-        let events: Vec<Envelope> = (0..per_batch)
-            .map(|i| {
-                let n = b * per_batch + i;
-                let mut p = NotifyRequested::example();
-                p.template = format!("t{n}-{filler}");
-                Envelope::new("test", format!("notify:{n}"), &p)
-            })
-            .collect();
+        let events = large_events(b * per_batch, per_batch);
         let appended = log.append(&events).await.unwrap();
         assert!(appended.iter().all(|a| !a.duplicate));
         largest_wal = largest_wal.max(file_len(&wal));
@@ -133,36 +141,14 @@ async fn the_wal_is_checkpointed_off_the_append_path() {
 /// holds appends back once the WAL passes its bound, and the WAL starts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_back_to_back_appends() {
-    use steward_events::{Envelope, NotifyRequested};
-    use steward_log::embedded::EmbeddedOptions;
-
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let wal = dir.path().join("events.db-wal");
     // A checkpoint every 512 KiB; appends held back past 2 MiB.
-    let options = EmbeddedOptions {
-        checkpoint_pages: 32,
-        ..EmbeddedOptions::default()
-    };
-    let log = Arc::new(
-        EmbeddedLog::open_with(&path, "steward", options)
-            .await
-            .unwrap(),
-    );
-    let filler = "x".repeat(4000);
+    let (log, wal) = log_checkpointing_every(dir.path(), 32).await;
+    let log = Arc::new(log);
     let (batches, per_batch) = (240u64, 512u64);
     // Built first, so that building them takes no time between appends.
     let all: Vec<Vec<Envelope>> = (0..batches)
-        .map(|b| {
-            (0..per_batch)
-                .map(|i| {
-                    let n = b * per_batch + i;
-                    let mut p = NotifyRequested::example();
-                    p.template = format!("t{n}-{filler}");
-                    Envelope::new("test", format!("notify:{n}"), &p)
-                })
-                .collect()
-        })
+        .map(|b| large_events(b * per_batch, per_batch))
         .collect();
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
