@@ -93,11 +93,16 @@ CREATE TABLE IF NOT EXISTS log_attempts (
 /// syncs the file before it returns: about a quarter of the append path's time in a long
 /// catch-up.) Commits report what they wrote; past `checkpoint_pages` the checkpointer is
 /// woken. A passive checkpoint never blocks writers or readers; what it cannot copy yet (a
-/// reader still needs it) is copied by the next one. Under back-to-back appends the WAL would
-/// never start again from its beginning, so past a bound the checkpointer briefly holds
-/// appends back (see [`checkpoint`]); a restarted WAL's file is cut back to
-/// `journal_size_limit`. Closing the last connection checkpoints whatever is left; a WAL left
-/// by a crash is replayed on open.
+/// reader still needs it) is copied by the next one.
+///
+/// The WAL only starts again from its beginning when a write finds it wholly copied back,
+/// which back-to-back appends never allow: each commits while the previous one's pages are
+/// being copied (a 200,000-event catch-up left a 218 MB WAL). So SQLite's own automatic
+/// checkpoint stays on as a backstop at [`WAL_GROWTH`] times the threshold: the append whose
+/// commit crosses it checkpoints before it returns, with the append lock still held, so that
+/// checkpoint finishes (little is left to copy: the checkpointer copied most of it) and the
+/// next append starts the WAL afresh, its file cut back to `journal_size_limit`. Closing the
+/// last connection checkpoints whatever is left; a WAL left by a crash is replayed on open.
 struct Checkpointer {
     page_size: u64,
     threshold: u64,
@@ -117,7 +122,8 @@ impl Checkpointer {
                 if counted.swap(0, Ordering::Relaxed) < threshold {
                     continue;
                 }
-                if let Err(e) = checkpoint(&pool, threshold).await {
+                let passive = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)");
+                if let Err(e) = passive.execute(&pool).await {
                     if pool.is_closed() {
                         break;
                     }
@@ -145,28 +151,9 @@ impl Checkpointer {
     }
 }
 
-/// How many thresholds' worth of frames the WAL may hold before appends are held back for a
-/// checkpoint that lets it start again (see [`checkpoint`]).
+/// How many thresholds' worth of pages the WAL may hold before the committing append
+/// checkpoints it itself (SQLite's automatic checkpoint as a backstop; see [`Checkpointer`]).
 const WAL_GROWTH: u64 = 4;
-
-/// A passive checkpoint; then, if the WAL still holds more than [`WAL_GROWTH`] thresholds of
-/// frames, a `RESTART` one. The WAL only starts again from its beginning when a write finds
-/// it wholly copied back, which back-to-back appends never let happen: each commits while
-/// the previous one's frames are being copied. (Measured: a 200,000-event catch-up left a
-/// 218 MB WAL.) `RESTART` holds writers back while it copies the few frames the passive one
-/// left and waits for readers to leave the WAL; the next append then starts it afresh.
-async fn checkpoint(pool: &SqlitePool, threshold: u64) -> std::result::Result<(), sqlx::Error> {
-    // (busy, frames in the WAL, frames copied back)
-    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await?;
-    if u64::try_from(frames).unwrap_or(0) > WAL_GROWTH * threshold {
-        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-            .execute(pool)
-            .await?;
-    }
-    Ok(())
-}
 
 fn db_err(e: sqlx::Error) -> LogError {
     LogError::Unavailable(format!("embedded log (SQLite): {e}"))
@@ -236,9 +223,13 @@ impl EmbeddedLog {
             // not), and a small cache turns each insert into page reads once the index
             // outgrows it.
             .pragma("cache_size", "-32768")
-            // Checkpoints run on their own connection (see `Checkpointer`).
-            .pragma("wal_autocheckpoint", "0")
-            // A restarted WAL's file is cut back to its bound (in 16 KiB pages).
+            // Checkpoints run on their own connection; SQLite's own only past a bound (see
+            // `Checkpointer`).
+            .pragma(
+                "wal_autocheckpoint",
+                (WAL_GROWTH * checkpoint_pages.max(1)).to_string(),
+            )
+            // A restarted WAL's file is cut back to that bound (in 16 KiB pages).
             .pragma(
                 "journal_size_limit",
                 (WAL_GROWTH * checkpoint_pages.max(1) * 16384).to_string(),

@@ -137,12 +137,12 @@ async fn the_wal_is_checkpointed_off_the_append_path() {
 
 /// Appends back to back, each larger than the checkpoint threshold: every one commits while
 /// the previous one's pages are being copied back, so a passive checkpoint never finds the
-/// WAL wholly copied and it would grow for as long as the appends last. The checkpointer
-/// holds appends back once the WAL passes its bound, and the WAL starts again.
+/// WAL wholly copied and it would grow for as long as the appends last. Past its bound the
+/// append that commits checkpoints it before returning, and the WAL starts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_back_to_back_appends() {
     let dir = tempfile::tempdir().unwrap();
-    // A checkpoint every 512 KiB; appends held back past 2 MiB.
+    // A checkpoint every 512 KiB; the committing append checkpoints past 2 MiB.
     let (log, wal) = log_checkpointing_every(dir.path(), 32).await;
     let log = Arc::new(log);
     let (batches, per_batch) = (240u64, 512u64);
@@ -184,9 +184,10 @@ async fn the_wal_stays_bounded_under_back_to_back_appends() {
     }
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
     let largest_wal = sampler.await.unwrap();
-    // About 500 MiB went through the WAL; without the bound it reached 90-100 MiB.
+    // About 500 MiB went through the WAL; without the bound it reached 90-100 MiB, with it
+    // 3 MiB (also with the cores busy elsewhere).
     assert!(
-        largest_wal < 48 << 20,
+        largest_wal < 16 << 20,
         "the WAL reached {largest_wal} bytes"
     );
     assert_eq!(log.last_sequence().await.unwrap(), batches * per_batch);
