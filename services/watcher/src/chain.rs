@@ -108,6 +108,32 @@ fn block_key(kind: &str, chain_id: u64, number: u64, hash: B256) -> String {
     format!("{kind}:{chain_id}:{number:012}:{hash}")
 }
 
+/// A block's hash and its logs' key prefix as text, made once per block rather than per log.
+struct BlockText {
+    number: u64,
+    block: B256,
+    hash: String,
+    log_key: String,
+}
+
+impl BlockText {
+    /// `cache`'s text if it is of this block, else this block's (kept in `cache`).
+    fn of(cache: &mut Option<BlockText>, chain_id: u64, number: u64, hash: B256) -> &BlockText {
+        if !cache
+            .as_ref()
+            .is_some_and(|b| b.number == number && b.block == hash)
+        {
+            *cache = None;
+        }
+        cache.get_or_insert_with(|| BlockText {
+            number,
+            block: hash,
+            hash: hash.to_string(),
+            log_key: block_key("log", chain_id, number, hash),
+        })
+    }
+}
+
 /// Adds the time since `since` to `counter`.
 fn charge(counter: &AtomicU64, since: std::time::Instant) {
     let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -732,6 +758,7 @@ impl ChainWatcher {
         }
         let mut commit = Commit::default();
         let mut learned = false;
+        let mut text = None;
         let mut block_hashes: HashMap<u64, B256> = HashMap::new();
         for log in &fetched.logs {
             check_log(log, fetched, &by_number, &mut block_hashes)?;
@@ -754,7 +781,7 @@ impl ChainWatcher {
                         continue;
                     }
                     if let Some(env) =
-                        self.decode_log(&log, number, hash, &mut commit, &mut learned)
+                        self.decode_log(&log, number, hash, &mut text, &mut commit, &mut learned)
                     {
                         per_block
                             .entry(number)
@@ -816,7 +843,9 @@ impl ChainWatcher {
                 if log.removed {
                     continue;
                 }
-                if let Some(env) = self.decode_log(log, number, hash, &mut commit, &mut learned) {
+                if let Some(env) =
+                    self.decode_log(log, number, hash, &mut text, &mut commit, &mut learned)
+                {
                     per_block
                         .entry(number)
                         .or_insert_with(|| (hash, B256::ZERO, Vec::new()))
@@ -873,6 +902,7 @@ impl ChainWatcher {
         log: &Log,
         number: u64,
         hash: B256,
+        block: &mut Option<BlockText>,
         commit: &mut Commit,
         learned: &mut bool,
     ) -> Option<Envelope> {
@@ -910,13 +940,18 @@ impl ChainWatcher {
             }
         }
         self.stats.logs.fetch_add(1, Ordering::Relaxed);
+        let block = BlockText::of(block, chain_id, number, hash);
+        let mut key = String::with_capacity(block.log_key.len() + 6);
+        key.push_str(&block.log_key);
+        key.push(':');
+        key.push_str(itoa::Buffer::new().format(index));
         Some(
-            Envelope::new(
+            Envelope::new_raw(
                 SOURCE,
-                format!("{}:{index}", block_key("log", chain_id, number, hash)),
+                key,
                 &ChainLogObserved {
                     block_number: number,
-                    block_hash: hash.to_string(),
+                    block_hash: block.hash.clone(),
                     transaction_hash: log
                         .transaction_hash
                         .map(|h| h.to_string())

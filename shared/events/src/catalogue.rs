@@ -18,6 +18,13 @@ pub trait Payload: Serialize {
     const TYPE: &'static str;
 }
 
+/// A payload on a hot path that writes its own JSON, the same as its `Serialize` would
+/// (each implementation's test compares the two), only faster: see
+/// [`Envelope::new_raw`](crate::Envelope::new_raw).
+pub trait RawPayload: Payload {
+    fn to_raw(&self) -> Box<serde_json::value::RawValue>;
+}
+
 /// Severity of findings and notifications, ordered from least to most urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +143,43 @@ pub struct ChainLogObserved {
     /// True when this log was retracted by a reorg (re-announced in `chain.reorg.detected`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed: bool,
+}
+
+/// One `chain.log.observed` per decoded log: a catch-up writes hundreds of thousands.
+impl RawPayload for ChainLogObserved {
+    fn to_raw(&self) -> Box<serde_json::value::RawValue> {
+        use crate::json;
+        let mut out = Vec::with_capacity(400 + 100 * self.args.len());
+        out.push(b'{');
+        json::field(&mut out, true, "block_number");
+        json::uint(&mut out, self.block_number);
+        json::field(&mut out, false, "block_hash");
+        json::str(&mut out, &self.block_hash);
+        json::field(&mut out, false, "transaction_hash");
+        json::str(&mut out, &self.transaction_hash);
+        json::field(&mut out, false, "log_index");
+        json::uint(&mut out, self.log_index);
+        json::field(&mut out, false, "address");
+        json::str(&mut out, &self.address);
+        json::field(&mut out, false, "event");
+        json::str(&mut out, &self.event);
+        json::field(&mut out, false, "signature");
+        json::str(&mut out, &self.signature);
+        if let Some(w) = &self.watch {
+            json::field(&mut out, false, "watch");
+            json::str(&mut out, w);
+        }
+        json::field(&mut out, false, "args");
+        json::object(&mut out, &self.args);
+        if self.removed {
+            json::field(&mut out, false, "removed");
+            out.extend_from_slice(b"true");
+        }
+        out.push(b'}');
+        // The writer produces valid JSON from valid strings.
+        serde_json::value::RawValue::from_string(String::from_utf8(out).unwrap_or_default())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -757,4 +801,42 @@ pub struct PlaybookApprovalDecided {
     /// Why, when given (`/deny <run> <step> <reason>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_observation_writes_what_serde_writes() {
+        let mut args = serde_json::Map::new();
+        args.insert(
+            "from".into(),
+            Value::String("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into()),
+        );
+        args.insert("value".into(), Value::String("1000000".into()));
+        args.insert("memo".into(), Value::String("a \"quoted\"\nline".into()));
+        args.insert("ids".into(), serde_json::json!(["1", "2", {"x": true}]));
+        let log = ChainLogObserved {
+            block_number: 19_000_000,
+            block_hash: format!("0x{}", "ab".repeat(32)),
+            transaction_hash: format!("0x{}", "cd".repeat(32)),
+            log_index: 7,
+            address: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
+            event: "Transfer".into(),
+            signature: "Transfer(address,address,uint256)".into(),
+            watch: Some("token".into()),
+            args,
+            removed: false,
+        };
+        let retracted = ChainLogObserved {
+            watch: None,
+            removed: true,
+            args: serde_json::Map::new(),
+            ..log.clone()
+        };
+        for l in [log, retracted] {
+            assert_eq!(l.to_raw().get(), serde_json::to_string(&l).unwrap());
+        }
+    }
 }

@@ -4,7 +4,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::catalogue::{Event, Payload};
+use crate::catalogue::{Event, Payload, RawPayload};
+use crate::json;
 
 /// Version of the envelope's wire format. Bump it when a field changes meaning; readers
 /// refuse envelopes newer than they know.
@@ -76,18 +77,27 @@ impl Envelope {
     /// A root event: it starts a new story (its own id is the correlation id).
     /// `key` must identify the fact itself (e.g. chain, block hash and log index).
     pub fn new<P: Payload>(source: &str, key: impl Into<String>, payload: &P) -> Self {
+        Self::with_data(source, key.into(), P::TYPE, to_raw(payload))
+    }
+
+    /// [`Envelope::new`] for a payload that writes its own JSON (the hot paths).
+    pub fn new_raw<P: RawPayload>(source: &str, key: impl Into<String>, payload: &P) -> Self {
+        Self::with_data(source, key.into(), P::TYPE, payload.to_raw())
+    }
+
+    fn with_data(source: &str, key: String, event_type: &str, data: Box<RawValue>) -> Self {
         let id = Uuid::now_v7();
         Self {
             v: SCHEMA_VERSION,
             id,
-            event_type: P::TYPE.to_owned(),
+            event_type: event_type.to_owned(),
             source: source.to_owned(),
             time: now_millis(),
             correlation_id: id,
             causation_id: None,
-            key: key.into(),
+            key,
             chain_id: None,
-            data: to_raw(payload),
+            data,
         }
     }
 
@@ -134,10 +144,44 @@ impl Envelope {
         Event::from_type_and_json(&self.event_type, self.data.get())
     }
 
+    /// The wire form: serde_json's compact form of the envelope, written by hand because it
+    /// is on every append's path (see the `json` module; a test holds the two equal).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serialising an envelope cannot fail: every field is plain data and the payload is
-        // already valid JSON.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(250 + self.key.len() + self.data.get().len());
+        let mut uuid = Uuid::encode_buffer();
+        out.push(b'{');
+        json::field(&mut out, true, "v");
+        json::uint(&mut out, u64::from(self.v));
+        json::field(&mut out, false, "id");
+        json::str(&mut out, self.id.hyphenated().encode_lower(&mut uuid));
+        json::field(&mut out, false, "type");
+        json::str(&mut out, &self.event_type);
+        json::field(&mut out, false, "source");
+        json::str(&mut out, &self.source);
+        json::field(&mut out, false, "time");
+        json::str(
+            &mut out,
+            &self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        json::field(&mut out, false, "correlation_id");
+        json::str(
+            &mut out,
+            self.correlation_id.hyphenated().encode_lower(&mut uuid),
+        );
+        if let Some(c) = self.causation_id {
+            json::field(&mut out, false, "causation_id");
+            json::str(&mut out, c.hyphenated().encode_lower(&mut uuid));
+        }
+        json::field(&mut out, false, "key");
+        json::str(&mut out, &self.key);
+        if let Some(c) = self.chain_id {
+            json::field(&mut out, false, "chain_id");
+            json::uint(&mut out, c);
+        }
+        json::field(&mut out, false, "data");
+        out.extend_from_slice(self.data.get().as_bytes());
+        out.push(b'}');
+        out
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
@@ -201,6 +245,28 @@ mod tests {
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(derive_key("ab", "c"), derive_key("a", "bc"));
         assert_eq!(derive_key("x", "y").len(), 32);
+    }
+
+    #[test]
+    fn the_wire_form_is_serde_jsons() {
+        let plain = Envelope::new(
+            "watcher",
+            "log:1:000000000007:0xabc:3",
+            &NotifyRequested::example(),
+        );
+        let derived = plain
+            .derive("risk \"quoted\"\n", "rule/hf", &NotifyRequested::example())
+            .with_chain(u64::MAX);
+        let mut odd = plain.clone().with_chain(0);
+        odd.key = "tab\tand \u{1} and é".into();
+        odd.v = 0;
+        for e in [plain, derived, odd] {
+            assert_eq!(
+                String::from_utf8(e.to_json()).unwrap(),
+                serde_json::to_string(&e).unwrap()
+            );
+            assert_eq!(Envelope::from_json(&e.to_json()).unwrap(), e);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod catalogue;
 mod envelope;
+mod json;
 mod subject;
 
 pub use catalogue::*;
