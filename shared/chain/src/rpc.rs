@@ -168,8 +168,9 @@ impl EndpointPool {
 
     /// `eth_getLogs`. A provider limit comes back as [`crate::ChainError::RangeTooLarge`].
     pub async fn logs(&self, filter: &LogFilter) -> Result<Vec<Log>> {
-        self.request::<_, Vec<Log>>("eth_getLogs", (filter.clone(),))
+        self.request::<_, Logs>("eth_getLogs", (filter.clone(),))
             .await
+            .map(|l| l.0)
     }
 
     /// `eth_call` of `data` on `to` at `block`.
@@ -259,9 +260,153 @@ impl EndpointPool {
     }
 }
 
+/// An `eth_getLogs` answer, read into alloy's [`Log`] field by field. Alloy's own
+/// `Deserialize` for `Log` goes through serde's `flatten`, which buffers every log object
+/// into an intermediate tree first: for a catch-up reading ~40,000 logs per answer that was
+/// about half the parsing time. Same result (a test compares them), same leniency: unknown
+/// fields are skipped; a missing position field reads as absent (the watcher refuses a log
+/// without one); `address`, `topics` and `data` are required.
+#[derive(Debug)]
+struct Logs(Vec<Log>);
+
+impl<'de> Deserialize<'de> for Logs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Vec<Log>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of logs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(OneLog(log)) = seq.next_element()? {
+                    out.push(log);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Seq).map(Logs)
+    }
+}
+
+struct OneLog(Log);
+
+impl<'de> Deserialize<'de> for OneLog {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum Field {
+            Address,
+            Topics,
+            Data,
+            BlockHash,
+            BlockNumber,
+            BlockTimestamp,
+            TransactionHash,
+            TransactionIndex,
+            LogIndex,
+            Removed,
+            #[serde(other)]
+            Other,
+        }
+        struct Map;
+        impl<'de> serde::de::Visitor<'de> for Map {
+            type Value = Log;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a log object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Log, A::Error> {
+                use serde::de::Error;
+                let quantity = |q: Option<U64>| q.map(|q| q.to::<u64>());
+                let (mut address, mut topics, mut data) = (None, None, None);
+                let mut log = Log::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Address => address = Some(map.next_value::<Address>()?),
+                        Field::Topics => topics = Some(map.next_value::<Vec<B256>>()?),
+                        Field::Data => data = Some(map.next_value::<Bytes>()?),
+                        Field::BlockHash => log.block_hash = map.next_value()?,
+                        Field::BlockNumber => log.block_number = quantity(map.next_value()?),
+                        Field::BlockTimestamp => log.block_timestamp = quantity(map.next_value()?),
+                        Field::TransactionHash => log.transaction_hash = map.next_value()?,
+                        Field::TransactionIndex => {
+                            log.transaction_index = quantity(map.next_value()?)
+                        }
+                        Field::LogIndex => log.log_index = quantity(map.next_value()?),
+                        Field::Removed => log.removed = map.next_value()?,
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                log.inner = alloy::primitives::Log::new_unchecked(
+                    address.ok_or_else(|| A::Error::missing_field("address"))?,
+                    topics.ok_or_else(|| A::Error::missing_field("topics"))?,
+                    data.ok_or_else(|| A::Error::missing_field("data"))?,
+                );
+                Ok(log)
+            }
+        }
+        d.deserialize_map(Map).map(OneLog)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_read_as_alloy_reads_them() {
+        let answer = json!([
+            {
+                "address": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+                "topics": [
+                    "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef",
+                    "0x000000000000000000000000f39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+                ],
+                "data": "0x00000000000000000000000000000000000000000000000000000000000003e8",
+                "blockHash": "0x1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809",
+                "blockNumber": "0x2a",
+                "blockTimestamp": "0x6553f100",
+                "transactionHash": "0x0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                "transactionIndex": "0x0",
+                "logIndex": "0x13",
+                "removed": false,
+                "somethingNew": {"a": [1, 2]}
+            },
+            {
+                "address": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+                "topics": [],
+                "data": "0x",
+                "blockHash": null,
+                "blockNumber": null,
+                "transactionHash": null,
+                "transactionIndex": null,
+                "logIndex": null,
+                "removed": true
+            }
+        ])
+        .to_string();
+        let ours = serde_json::from_str::<Logs>(&answer).unwrap().0;
+        let alloys: Vec<Log> = serde_json::from_str(&answer).unwrap();
+        assert_eq!(ours, alloys);
+        assert_eq!(ours[0].log_index, Some(19));
+        assert_eq!(ours[0].block_timestamp, Some(0x6553f100));
+        assert!(ours[1].removed);
+
+        let without_data =
+            json!([{"address": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "topics": []}]);
+        let err = serde_json::from_str::<Logs>(&without_data.to_string()).unwrap_err();
+        assert!(err.to_string().contains("missing field `data`"), "{err}");
+        let bad_hash = json!([{"address": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "topics": ["0x12"], "data": "0x"}]);
+        assert!(serde_json::from_str::<Logs>(&bad_hash.to_string()).is_err());
+    }
 
     #[test]
     fn filter_serialises_as_json_rpc_expects() {
