@@ -140,12 +140,39 @@ fn charge(counter: &AtomicU64, since: std::time::Instant) {
     counter.fetch_add(ns, Ordering::Relaxed);
 }
 
-/// A range being written: the task (append, then store), its last block and its log count.
-type Writing = (
-    tokio::task::JoinHandle<Result<Commit, WatchError>>,
-    u64,
-    u64,
-);
+/// Work for a bulk ingestion's writer, in order.
+enum WriteJob {
+    /// Events to append.
+    Events(Vec<Envelope>),
+    /// A range's store changes, after all its events: its last block and its log count.
+    Commit { commit: Commit, to: u64, logs: u64 },
+}
+
+/// Events per [`WriteJob::Events`] while a bulk range is decoded.
+const WRITE_CHUNK: usize = 20_000;
+
+/// Hands `job` to the writer. Fails only if the writer has stopped on an error, which is
+/// reported when it is joined.
+async fn send(jobs: &tokio::sync::mpsc::Sender<WriteJob>, job: WriteJob) -> Result<(), WatchError> {
+    jobs.send(job)
+        .await
+        .map_err(|_| WatchError::Inconsistent("the range writer stopped".into()))
+}
+
+/// A `chain.block.observed` for `h`.
+fn block_event(chain_id: u64, h: &BlockHeader) -> Envelope {
+    Envelope::new(
+        SOURCE,
+        block_key("block", chain_id, h.num(), h.hash),
+        &ChainBlockObserved {
+            number: h.num(),
+            hash: h.hash.to_string(),
+            parent_hash: h.parent_hash.to_string(),
+            timestamp: h.timestamp.to::<u64>(),
+        },
+    )
+    .with_chain(chain_id)
+}
 
 /// Called after each range of a bulk ingestion with (last block done, logs in the range).
 pub type OnRange = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -241,6 +268,8 @@ pub struct ChainWatcher {
     failing: HashSet<String>,
     range: Arc<RangeSize>,
     stats: Arc<Stats>,
+    /// Events per write while a bulk range is decoded ([`WRITE_CHUNK`]).
+    write_chunk: usize,
 }
 
 impl ChainWatcher {
@@ -305,6 +334,7 @@ impl ChainWatcher {
             failing: HashSet::new(),
             range,
             stats: Arc::new(Stats::default()),
+            write_chunk: WRITE_CHUNK,
         };
         me.resolve_params();
         me.rebuild();
@@ -322,6 +352,12 @@ impl ChainWatcher {
     }
 
     /// The last block fully ingested.
+    /// Sets the events per write while a bulk range is decoded (tests: many chunks per range).
+    #[doc(hidden)]
+    pub fn set_write_chunk(&mut self, events: usize) {
+        self.write_chunk = events.max(1);
+    }
+
     pub fn cursor(&self) -> Option<(u64, B256)> {
         self.cursor
     }
@@ -534,7 +570,7 @@ impl ChainWatcher {
             headers,
             logs,
         };
-        let (events, mut commit) = self.build(&fetched, true, true, true).await?;
+        let (events, mut commit) = self.build(&fetched, true, true, true, None).await?;
         let last = fetched.headers.last().map(|h| (h.num(), h.hash));
         commit.cursor = last;
         commit.prune_below = last.map(|(n, _)| n.saturating_sub(self.cfg.reorg_window));
@@ -565,9 +601,38 @@ impl ChainWatcher {
         let all_headers = self.cfg.blocks && matches!(progress, Progress::Cursor);
         // `concurrency` requests stay in flight while a finished range is recorded: the
         // next ones are spawned before the oldest is processed.
-        // Writing a range (append, then the store) overlaps with preparing the next; writes
-        // stay in order, each awaited before the next starts.
-        let mut writing: Option<Writing> = None;
+        // One writer task appends the events in order, chunk by chunk as they are decoded
+        // (so a range's writing overlaps its own decoding and the next range's), and
+        // commits each range's store changes after its last events; it sends the committed
+        // ranges back to be taken into memory. The channel is short, and once a range is
+        // handed over the one before it must be recorded before the next is decoded: the
+        // writer is at most about a range behind, and a stopped job leaves at most the
+        // range being written unrecorded (its events are dropped as repeats when it is
+        // fetched again).
+        let (jobs, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(2);
+        let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<(Commit, u64, u64)>();
+        let (log, store, stats) = (self.log.clone(), self.store.clone(), self.stats.clone());
+        // Aborted if this future is dropped or panics: nothing is written for a stopped job.
+        let writer = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    WriteJob::Events(events) => {
+                        let appending = std::time::Instant::now();
+                        append(log.as_ref(), &stats, &events).await?;
+                        charge(&stats.append_ns, appending);
+                    }
+                    WriteJob::Commit { commit, to, logs } => {
+                        let committing = std::time::Instant::now();
+                        store.commit(&commit).await?;
+                        charge(&stats.commit_ns, committing);
+                        // The receiver only goes once ingestion has stopped.
+                        let _ = done_tx.send((commit, to, logs));
+                    }
+                }
+            }
+            Ok::<(), WatchError>(())
+        }));
+        let mut unrecorded = 0;
         let result = loop {
             if next > from && budget.is_some_and(|b| started.elapsed() >= b) {
                 spawn_to = spawn_to.min(next - 1);
@@ -590,55 +655,56 @@ impl ChainWatcher {
             };
             self.spawn_fetches(&mut next, spawn_to, all_headers, &mut inflight);
             let preparing = std::time::Instant::now();
-            let prepared = self.prepare_bulk(&fetched, progress, polls).await;
+            let prepared = self.prepare_bulk(&fetched, progress, polls, &jobs).await;
             charge(&self.stats.prepare_ns, preparing);
-            let waited = std::time::Instant::now();
-            let written = self.finish_write(&mut writing, &on_range).await;
-            charge(&self.stats.write_wait_ns, waited);
-            if let Err(e) = written {
-                break Err(e);
-            }
-            let (events, commit) = match prepared {
-                Ok(p) => p,
+            let commit = match prepared {
+                Ok(c) => c,
                 Err(e) => break Err(e),
             };
-            let (log, store, stats) = (self.log.clone(), self.store.clone(), self.stats.clone());
-            writing = Some((
-                tokio::spawn(async move {
-                    let appending = std::time::Instant::now();
-                    append(log.as_ref(), &stats, &events).await?;
-                    charge(&stats.append_ns, appending);
-                    let committing = std::time::Instant::now();
-                    store.commit(&commit).await?;
-                    charge(&stats.commit_ns, committing);
-                    Ok(commit)
-                }),
-                fetched.to,
-                fetched.logs.len() as u64,
-            ));
+            let job = WriteJob::Commit {
+                commit,
+                to: fetched.to,
+                logs: fetched.logs.len() as u64,
+            };
+            if let Err(e) = send(&jobs, job).await {
+                break Err(e);
+            }
+            // At most this range and the one before with the writer: the previous range is
+            // recorded before the next one's decoding starts.
+            unrecorded += 1;
+            while unrecorded > 1 {
+                let Some((commit, to, logs)) = done.recv().await else {
+                    break;
+                };
+                unrecorded -= 1;
+                self.apply(commit);
+                on_range(to, logs);
+            }
+            if unrecorded > 1 {
+                break Err(WatchError::Inconsistent("the range writer stopped".into()));
+            }
         };
-        let last = self.finish_write(&mut writing, &on_range).await;
         for t in inflight {
             t.abort();
         }
-        result.and(last)
-    }
-
-    /// Waits for the range being written, takes it into memory and reports it.
-    async fn finish_write(
-        &mut self,
-        writing: &mut Option<Writing>,
-        on_range: &OnRange,
-    ) -> Result<(), WatchError> {
-        let Some((task, to, logs)) = writing.take() else {
-            return Ok(());
+        // The writer finishes what it was given. After an error, a range's events given
+        // without its commit are appended but not recorded: the range is fetched again and
+        // the log drops the repeats by key.
+        drop(jobs);
+        let waited = std::time::Instant::now();
+        let written = match writer.await {
+            Ok(w) => w,
+            Err(e) => Err(WatchError::Inconsistent(format!(
+                "a range write task failed: {e}"
+            ))),
         };
-        let commit = task
-            .await
-            .map_err(|e| WatchError::Inconsistent(format!("a range write task failed: {e}")))??;
-        self.apply(commit);
-        on_range(to, logs);
-        Ok(())
+        charge(&self.stats.write_wait_ns, waited);
+        while let Ok((commit, to, logs)) = done.try_recv() {
+            self.apply(commit);
+            on_range(to, logs);
+        }
+        // The writer's own error is the cause of a failed hand-over: it comes first.
+        written.and(result)
     }
 
     /// Tops `inflight` up to `concurrency` range fetches, from `next` on.
@@ -683,7 +749,8 @@ impl ChainWatcher {
         fetched: &Fetched,
         progress: Progress,
         polls: bool,
-    ) -> Result<(Vec<Envelope>, Commit), WatchError> {
+        sink: &tokio::sync::mpsc::Sender<WriteJob>,
+    ) -> Result<Commit, WatchError> {
         let last = fetched
             .headers
             .last()
@@ -696,7 +763,9 @@ impl ChainWatcher {
             })?;
         let (last_number, last_hash, last_parent) = (last.num(), last.hash, last.parent_hash);
         let block_events = matches!(progress, Progress::Cursor) && self.cfg.blocks;
-        let (events, mut commit) = self.build(fetched, block_events, polls, false).await?;
+        let (_, mut commit) = self
+            .build(fetched, block_events, polls, false, Some(sink))
+            .await?;
         match progress {
             Progress::Cursor => {
                 // Bulk blocks are far below the head, final by this chain's own measure: the
@@ -717,41 +786,35 @@ impl ChainWatcher {
                 commit.backfill = Some((from, to, fetched.to + 1));
             }
         }
-        Ok((events, commit))
+        Ok(commit)
     }
 
     /// Events and store changes of a fetched range. `headers` may be only the last one (bulk);
     /// block events need them all. `window`: blocks near the head, taken block by block and
     /// remembered with their events (for retraction); else bulk, in one pass.
+    ///
+    /// `sink` (bulk only): the events are sent there in order, in chunks of `write_chunk` as
+    /// they are decoded, so writing a range starts before its decoding ends, and none are
+    /// returned.
     async fn build(
         &mut self,
         fetched: &Fetched,
         block_events: bool,
         polls: bool,
         window: bool,
+        sink: Option<&tokio::sync::mpsc::Sender<WriteJob>>,
     ) -> Result<(Vec<Envelope>, Commit), WatchError> {
         let chain_id = self.cfg.chain_id;
         let by_number: HashMap<u64, &BlockHeader> =
             fetched.headers.iter().map(|h| (h.num(), h)).collect();
         let complete = fetched.headers.len() as u64 == fetched.to - fetched.from + 1;
+        let block_events = block_events && complete;
         let mut per_block: BTreeMap<u64, (B256, B256, Vec<Envelope>)> = BTreeMap::new();
-        if complete {
+        if window && complete {
             for h in &fetched.headers {
                 let mut evs = Vec::new();
                 if block_events {
-                    evs.push(
-                        Envelope::new(
-                            SOURCE,
-                            block_key("block", chain_id, h.num(), h.hash),
-                            &ChainBlockObserved {
-                                number: h.num(),
-                                hash: h.hash.to_string(),
-                                parent_hash: h.parent_hash.to_string(),
-                                timestamp: h.timestamp.to::<u64>(),
-                            },
-                        )
-                        .with_chain(chain_id),
-                    );
+                    evs.push(block_event(chain_id, h));
                 }
                 per_block.insert(h.num(), (h.hash, h.parent_hash, evs));
             }
@@ -836,6 +899,10 @@ impl ChainWatcher {
                 }
             }
         } else {
+            // In one pass, in order: the logs come sorted by block and index (`fetch_logs`),
+            // each block's event (if any) before its logs, the state calls after the last.
+            let mut out: Vec<Envelope> = Vec::new();
+            let mut headers = fetched.headers.iter().peekable();
             for log in &fetched.logs {
                 let (Some(number), Some(hash)) = (log.block_number, log.block_hash) else {
                     continue;
@@ -843,15 +910,22 @@ impl ChainWatcher {
                 if log.removed {
                     continue;
                 }
+                while let Some(h) = headers.next_if(|h| block_events && h.num() <= number) {
+                    out.push(block_event(chain_id, h));
+                }
                 if let Some(env) =
                     self.decode_log(log, number, hash, &mut text, &mut commit, &mut learned)
                 {
-                    per_block
-                        .entry(number)
-                        .or_insert_with(|| (hash, B256::ZERO, Vec::new()))
-                        .2
-                        .push(env);
+                    out.push(env);
                 }
+                if out.len() >= self.write_chunk {
+                    if let Some(sink) = sink {
+                        send(sink, WriteJob::Events(std::mem::take(&mut out))).await?;
+                    }
+                }
+            }
+            if block_events {
+                out.extend(headers.map(|h| block_event(chain_id, h)));
             }
             if learned {
                 self.rebuild();
@@ -861,24 +935,27 @@ impl ChainWatcher {
             let due = self.due(|n| to / n > from.saturating_sub(1) / n || from.is_multiple_of(n));
             if let (true, false, Some(last)) = (polls, due.is_empty(), fetched.headers.last()) {
                 let (number, hash) = (last.num(), last.hash);
-                let evs = self.poll(&due, number, hash, &mut commit).await?;
-                per_block
-                    .entry(number)
-                    .or_insert_with(|| (hash, last.parent_hash, Vec::new()))
-                    .2
-                    .extend(evs);
+                out.extend(self.poll(&due, number, hash, &mut commit).await?);
             }
+            self.stats
+                .blocks
+                .fetch_add(fetched.to - fetched.from + 1, Ordering::Relaxed);
+            if let Some(sink) = sink {
+                if !out.is_empty() {
+                    send(sink, WriteJob::Events(out)).await?;
+                }
+                return Ok((Vec::new(), commit));
+            }
+            return Ok((out, commit));
         }
         let mut events = Vec::new();
         for (number, (hash, parent, evs)) in per_block {
-            if window {
-                commit.blocks.push(WindowBlock {
-                    number,
-                    hash,
-                    parent_hash: parent,
-                    events: evs.iter().map(emitted).collect(),
-                });
-            }
+            commit.blocks.push(WindowBlock {
+                number,
+                hash,
+                parent_hash: parent,
+                events: evs.iter().map(emitted).collect(),
+            });
             events.extend(evs);
         }
         self.stats

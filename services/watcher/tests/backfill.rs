@@ -62,10 +62,20 @@ async fn a_backfill_killed_mid_way_resumes_with_no_gap_and_no_duplicate() {
         "resumes at {}",
         job.resume
     );
+    // Every log below the resume point is in the log; the range being written when the
+    // run died may be there too, in part (its record was not yet written): it is fetched
+    // again and the log drops the repeats (checked below: each log once).
+    let below = h
+        .events_of("chain.log.observed")
+        .await
+        .iter()
+        .map(|e| e.payload::<ChainLogObserved>().unwrap())
+        .filter(|l| l.block_number < job.resume)
+        .count();
     assert_eq!(
+        below as u64,
         (job.resume - 2) * 4,
-        partial as u64,
-        "everything before the resume point is in the log, nothing after"
+        "everything before the resume point is in the log"
     );
     job.run(Arc::new(|_, _| {})).await.unwrap();
     assert_eq!(h.events_of("chain.log.observed").await.len(), 240);

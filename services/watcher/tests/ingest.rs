@@ -138,7 +138,8 @@ async fn confirmations_hold_back_the_newest_blocks() {
 }
 
 /// Far behind the head, the watcher takes blocks in bulk (several eth_getLogs ranges in
-/// flight); a provider that refuses large ranges gets them split.
+/// flight, each range written in chunks as it is decoded); a provider that refuses large
+/// ranges gets them split.
 #[tokio::test]
 async fn bulk_catch_up_is_complete_in_order_and_splits_refused_ranges() {
     let anvil = Anvil::start();
@@ -150,12 +151,35 @@ async fn bulk_catch_up_is_complete_in_order_and_splits_refused_ranges() {
     let limit = common::proxy::RangeLimit::start(&anvil.url(), 7).await;
     let h = Harness::new().await;
     let yaml = format!(
-        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    start_block: 1\n    reorg_window: 8\n    max_block_range: 50\n    concurrency: 3\n    blocks: false\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    start_block: 1\n    reorg_window: 8\n    max_block_range: 50\n    concurrency: 3\n    blocks: true\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
         limit.url()
     );
     let mut w = h.watcher(&yaml).await;
+    // A range's 5 to 35 events go to the log in several writes.
+    w.set_write_chunk(4);
     catch_up(&mut w).await;
     assert!(limit.refused() > 0, "the proxy refused some ranges");
+    // Block events too, every block once, each before its logs, all in chain order.
+    let mut order = Vec::new();
+    let mut blocks = 0;
+    for e in h.events().await {
+        match e.event_type.as_str() {
+            "chain.block.observed" => {
+                blocks += 1;
+                order.push((e.payload::<ChainBlockObserved>().unwrap().number, 0));
+            }
+            "chain.log.observed" => {
+                let l = e.payload::<ChainLogObserved>().unwrap();
+                order.push((l.block_number, l.log_index + 1));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(blocks, head(&anvil), "blocks 1..=head");
+    assert!(
+        order.windows(2).all(|p| p[0] < p[1]),
+        "in chain order, no duplicate: {order:?}"
+    );
     let logs: Vec<ChainLogObserved> = h
         .events_of("chain.log.observed")
         .await
