@@ -90,6 +90,14 @@ impl std::fmt::Debug for EndpointPool {
     }
 }
 
+/// What one attempt of a request runs on.
+pub(crate) struct Conn {
+    /// The endpoint's alloy provider.
+    pub provider: RootProvider,
+    /// For an HTTP endpoint, the pool's HTTP client and the endpoint's URL.
+    pub http: Option<(reqwest::Client, url::Url)>,
+}
+
 struct Inner {
     chain_id: u64,
     options: PoolOptions,
@@ -244,6 +252,16 @@ impl EndpointPool {
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: Fn(RootProvider) -> Fut,
+        Fut: Future<Output = TransportResult<T>>,
+    {
+        self.call_conn(|c| f(c.provider)).await
+    }
+
+    /// [`EndpointPool::call`] with the endpoint's [`Conn`]: its provider and, for an HTTP
+    /// endpoint, the HTTP client and URL (for a request read without alloy's transport).
+    pub(crate) async fn call_conn<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = TransportResult<T>>,
     {
         let inner = &self.inner;
@@ -443,7 +461,7 @@ impl EndpointPool {
     /// Asks an endpoint for its chain id and head. Counts as requests (rate limit included).
     async fn fetch_probe(&self, index: usize) -> Result<u64> {
         let actual = self
-            .attempt_raw(index, |p| async move { p.get_chain_id().await })
+            .attempt_raw(index, |c| async move { c.provider.get_chain_id().await })
             .await?;
         if actual != self.inner.chain_id {
             let ep = &self.inner.endpoints[index];
@@ -453,8 +471,11 @@ impl EndpointPool {
                 actual,
             });
         }
-        self.attempt_raw(index, |p| async move { p.get_block_number().await })
-            .await
+        self.attempt_raw(
+            index,
+            |c| async move { c.provider.get_block_number().await },
+        )
+        .await
     }
 
     /// Records a probe's outcome; returns whether the endpoint is now healthy.
@@ -504,7 +525,7 @@ impl EndpointPool {
     /// One attempt of `f` on endpoint `index`, with the outcome recorded in its health.
     async fn attempt<T, F, Fut>(&self, index: usize, f: &F) -> Result<T>
     where
-        F: Fn(RootProvider) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = TransportResult<T>>,
     {
         self.attempt_raw(index, f)
@@ -515,7 +536,7 @@ impl EndpointPool {
     /// One attempt, recording successes and latency; failures are left to the caller.
     async fn attempt_raw<T, F, Fut>(&self, index: usize, f: F) -> Result<T>
     where
-        F: FnOnce(RootProvider) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = TransportResult<T>>,
     {
         let ep = &self.inner.endpoints[index];
@@ -525,8 +546,14 @@ impl EndpointPool {
         }
         ep.health().requests += 1;
         let provider = self.provider(index).await?;
+        let http = match ep.kind {
+            EndpointKind::Http => url::Url::parse(&ep.url)
+                .ok()
+                .map(|url| (self.inner.http.clone(), url)),
+            EndpointKind::Ws => None,
+        };
         let start = Instant::now();
-        let outcome = tokio::time::timeout(timeout, f(provider)).await;
+        let outcome = tokio::time::timeout(timeout, f(Conn { provider, http })).await;
         let elapsed = start.elapsed();
         let result = match outcome {
             Err(_) => Err(ChainError::Timeout {

@@ -167,10 +167,25 @@ impl EndpointPool {
     }
 
     /// `eth_getLogs`. A provider limit comes back as [`crate::ChainError::RangeTooLarge`].
+    ///
+    /// On an HTTP endpoint the answer is read straight from the response body into logs
+    /// ([`http_logs`]); alloy's transport first copies the whole `result` (tens of MB for a
+    /// catch-up's range) into a separate buffer, checking it, then parses that copy.
     pub async fn logs(&self, filter: &LogFilter) -> Result<Vec<Log>> {
-        self.request::<_, Logs>("eth_getLogs", (filter.clone(),))
-            .await
-            .map(|l| l.0)
+        self.call_conn(|c| {
+            let filter = filter.clone();
+            async move {
+                match c.http {
+                    Some((client, url)) => http_logs(&client, url, &filter).await,
+                    None => c
+                        .provider
+                        .raw_request::<_, Logs>("eth_getLogs".into(), (filter,))
+                        .await
+                        .map(|l| l.0),
+                }
+            }
+        })
+        .await
     }
 
     /// `eth_call` of `data` on `to` at `block`.
@@ -257,6 +272,48 @@ impl EndpointPool {
     pub async fn balance(&self, account: Address, block: BlockRef) -> Result<U256> {
         self.request::<_, U256>("eth_getBalance", (account, block.to_json()))
             .await
+    }
+}
+
+/// `eth_getLogs` as one JSON-RPC request over HTTP, its answer parsed from the body in one
+/// pass. Failures take the shapes alloy's HTTP transport gives them (HTTP status with body,
+/// JSON-RPC error, `null` result, undecodable body), so the pool classifies them the same.
+async fn http_logs(
+    client: &reqwest::Client,
+    url: url::Url,
+    filter: &LogFilter,
+) -> alloy::transports::TransportResult<Vec<Log>> {
+    use alloy::rpc::json_rpc::ErrorPayload;
+    use alloy::transports::TransportErrorKind;
+
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        result: Option<Logs>,
+        #[serde(default)]
+        error: Option<ErrorPayload>,
+    }
+    let request = json!({"jsonrpc": "2.0", "id": 0, "method": "eth_getLogs", "params": [filter]});
+    let body = serde_json::to_vec(&request).map_err(RpcError::ser_err)?;
+    let response = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(TransportErrorKind::custom)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(TransportErrorKind::custom)?;
+    let excerpt = || String::from_utf8_lossy(&bytes[..bytes.len().min(1000)]).into_owned();
+    if !status.is_success() {
+        return Err(TransportErrorKind::http_error(status.as_u16(), excerpt()));
+    }
+    let answer: Answer =
+        serde_json::from_slice(&bytes).map_err(|e| RpcError::deser_err(e, excerpt()))?;
+    match (answer.error, answer.result) {
+        (Some(error), _) => Err(RpcError::ErrorResp(error)),
+        (None, Some(logs)) => Ok(logs.0),
+        (None, None) => Err(RpcError::NullResp),
     }
 }
 

@@ -90,6 +90,12 @@ enum Mode {
     Slow,
     /// `null` result.
     Null,
+    /// A provider's limit on `eth_getLogs` ranges.
+    RangeLimit,
+    /// HTTP 503 with an HTML body.
+    Unavailable,
+    /// HTTP 200 with a body that is not JSON.
+    Garbage,
 }
 
 /// A JSON-RPC-over-HTTP server counting the methods it was asked.
@@ -185,12 +191,22 @@ async fn serve(mut stream: TcpStream, mode: Mode, calls: Arc<Mutex<HashMap<Strin
             (200, json!({"jsonrpc": "2.0", "id": id, "result": "0x1"}))
         }
         (_, Mode::Null) => (200, json!({"jsonrpc": "2.0", "id": id, "result": null})),
+        (_, Mode::RangeLimit) => (
+            200,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600, "message": "eth_getLogs is limited to a 10,000 range"}}),
+        ),
+        (_, Mode::Unavailable) => (503, json!("<html>upstream down</html>")),
+        (_, Mode::Garbage) => (200, json!("{\"jsonrpc\": \"2.0\", \"res")),
     };
-    let body = body.to_string();
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Too Many Requests"
+    // Strings stand for raw bodies (not JSON-RPC at all).
+    let body = match body {
+        Value::String(raw) => raw,
+        other => other.to_string(),
+    };
+    let reason = match status {
+        200 => "OK",
+        429 => "Too Many Requests",
+        _ => "Service Unavailable",
     };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -533,4 +549,70 @@ async fn status_and_errors_never_show_credentials() {
         text.contains("http://127.0.0.1:1/v3/***?apikey=***"),
         "{text}"
     );
+}
+
+/// `eth_getLogs` over HTTP is read from the response body by Steward itself (not through
+/// alloy's transport): every failure must come out as the same error alloy's path gives, so
+/// failover and range splitting work the same.
+#[tokio::test]
+async fn logs_over_http_fail_as_alloys_transport_fails() {
+    use steward_chain::LogFilter;
+    for mode in [
+        Mode::Errors,
+        Mode::TooMany,
+        Mode::Null,
+        Mode::RangeLimit,
+        Mode::Unavailable,
+        Mode::Garbage,
+        // `0x` where an array of logs belongs.
+        Mode::Healthy,
+    ] {
+        let fake = Fake::start(mode).await;
+        // A pool each: a failure may demote the endpoint.
+        let pool = || {
+            EndpointPool::new(
+                ANVIL_CHAIN,
+                vec![EndpointConfig::new(&fake.url)],
+                PoolOptions {
+                    retries: 0,
+                    ..options()
+                },
+            )
+            .expect("pool")
+        };
+        let filter = LogFilter {
+            from_block: 1,
+            to_block: 9,
+            address: vec![],
+            topics: vec![],
+        };
+        let ours = pool().logs(&filter).await.expect_err("fails");
+        let alloys = pool()
+            .request::<_, Vec<alloy::rpc::types::Log>>("eth_getLogs", (filter.clone(),))
+            .await
+            .expect_err("fails");
+        let last = |e: &ChainError| match e {
+            ChainError::Exhausted { last, .. } => std::mem::discriminant(last.as_ref()),
+            other => std::mem::discriminant(other),
+        };
+        assert_eq!(last(&ours), last(&alloys), "{mode:?}: {ours} / {alloys}");
+        assert_eq!(ours.is_retryable(), alloys.is_retryable(), "{mode:?}");
+        assert_eq!(
+            fake.count("eth_getLogs"),
+            2,
+            "{mode:?}: both asked the fake"
+        );
+        let expected = match mode {
+            Mode::RangeLimit => "eth_getLogs is limited",
+            Mode::Errors => "internal error",
+            Mode::TooMany => "429",
+            Mode::Unavailable => "503",
+            Mode::Null => "null",
+            _ => "",
+        };
+        assert!(ours.to_string().contains(expected), "{mode:?}: {ours}");
+        if matches!(mode, Mode::RangeLimit) {
+            assert!(matches!(ours, ChainError::RangeTooLarge { .. }), "{ours}");
+        }
+    }
 }
