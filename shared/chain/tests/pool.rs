@@ -540,7 +540,18 @@ async fn status_and_errors_never_show_credentials() {
         EndpointPool::new(ANVIL_CHAIN, vec![EndpointConfig::new(url)], options()).expect("pool");
     let err = block_number(&pool).await.expect_err("nothing listens");
     assert!(err.is_retryable());
-    let text = format!("{err} {err:?} {:?}", pool.status());
+    // eth_getLogs goes over Steward's own HTTP request, not alloy's transport.
+    let logs = pool
+        .logs(&steward_chain::LogFilter {
+            from_block: 1,
+            to_block: 2,
+            address: vec![],
+            topics: vec![],
+        })
+        .await
+        .expect_err("nothing listens");
+    assert!(logs.is_retryable());
+    let text = format!("{err} {err:?} {logs} {logs:?} {:?}", pool.status());
     assert!(
         !text.contains("9aa3d95b") && !text.contains("topsecret"),
         "{text}"
