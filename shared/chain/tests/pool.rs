@@ -96,6 +96,8 @@ enum Mode {
     Unavailable,
     /// HTTP 200 with a body that is not JSON.
     Garbage,
+    /// A provider's limit on `eth_getLogs` ranges, with HTTP 400.
+    RangeLimit400,
 }
 
 /// A JSON-RPC-over-HTTP server counting the methods it was asked.
@@ -195,6 +197,10 @@ async fn serve(mut stream: TcpStream, mode: Mode, calls: Arc<Mutex<HashMap<Strin
             200,
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600, "message": "eth_getLogs is limited to a 10,000 range"}}),
         ),
+        (_, Mode::RangeLimit400) => (
+            400,
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "query returned more than 10000 results"}}),
+        ),
         (_, Mode::Unavailable) => (503, json!("<html>upstream down</html>")),
         (_, Mode::Garbage) => (200, json!("{\"jsonrpc\": \"2.0\", \"res")),
     };
@@ -205,6 +211,7 @@ async fn serve(mut stream: TcpStream, mode: Mode, calls: Arc<Mutex<HashMap<Strin
     };
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         429 => "Too Many Requests",
         _ => "Service Unavailable",
     };
@@ -573,6 +580,7 @@ async fn logs_over_http_fail_as_alloys_transport_fails() {
         Mode::TooMany,
         Mode::Null,
         Mode::RangeLimit,
+        Mode::RangeLimit400,
         Mode::Unavailable,
         Mode::Garbage,
         // `0x` where an array of logs belongs.
@@ -607,6 +615,9 @@ async fn logs_over_http_fail_as_alloys_transport_fails() {
             other => std::mem::discriminant(other),
         };
         assert_eq!(last(&ours), last(&alloys), "{mode:?}: {ours} / {alloys}");
+        // The variant and retryability are what the pool acts on; the wording may differ
+        // (alloy reads a `null` result as a sequence that failed to decode, Steward says
+        // `null result`).
         assert_eq!(ours.is_retryable(), alloys.is_retryable(), "{mode:?}");
         assert_eq!(
             fake.count("eth_getLogs"),
@@ -615,6 +626,7 @@ async fn logs_over_http_fail_as_alloys_transport_fails() {
         );
         let expected = match mode {
             Mode::RangeLimit => "eth_getLogs is limited",
+            Mode::RangeLimit400 => "more than 10000 results",
             Mode::Errors => "internal error",
             Mode::TooMany => "429",
             Mode::Unavailable => "503",
@@ -622,7 +634,7 @@ async fn logs_over_http_fail_as_alloys_transport_fails() {
             _ => "",
         };
         assert!(ours.to_string().contains(expected), "{mode:?}: {ours}");
-        if matches!(mode, Mode::RangeLimit) {
+        if matches!(mode, Mode::RangeLimit | Mode::RangeLimit400) {
             assert!(matches!(ours, ChainError::RangeTooLarge { .. }), "{ours}");
         }
     }
