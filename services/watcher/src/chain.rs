@@ -49,6 +49,9 @@ pub const SOURCE: &str = "watcher";
 /// Largest append to the log in one call.
 const APPEND_CHUNK: usize = 20_000;
 
+/// How long a step asked to stop may take to finish the bulk range in hand.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// How long one step keeps starting new ranges while catching up far below the head.
 const BULK_STEP: Duration = Duration::from_secs(5);
 
@@ -270,6 +273,9 @@ pub struct ChainWatcher {
     stats: Arc<Stats>,
     /// Events per write while a bulk range is decoded ([`WRITE_CHUNK`]).
     write_chunk: usize,
+    /// Cancelled when [`ChainWatcher::run`] is asked to stop: a bulk ingestion then stops
+    /// after the range in hand, recorded.
+    stop: CancellationToken,
 }
 
 impl ChainWatcher {
@@ -335,6 +341,7 @@ impl ChainWatcher {
             range,
             stats: Arc::new(Stats::default()),
             write_chunk: WRITE_CHUNK,
+            stop: CancellationToken::new(),
         };
         me.resolve_params();
         me.rebuild();
@@ -351,13 +358,13 @@ impl ChainWatcher {
         self.stats.clone()
     }
 
-    /// The last block fully ingested.
     /// Sets the events per write while a bulk range is decoded (tests: many chunks per range).
     #[doc(hidden)]
     pub fn set_write_chunk(&mut self, events: usize) {
         self.write_chunk = events.max(1);
     }
 
+    /// The last block fully ingested.
     pub fn cursor(&self) -> Option<(u64, B256)> {
         self.cursor
     }
@@ -417,9 +424,20 @@ impl ChainWatcher {
             if shutdown.is_cancelled() {
                 return;
             }
-            let outcome = tokio::select! {
-                r = self.step() => r,
-                _ = shutdown.cancelled() => return,
+            self.stop = shutdown.clone();
+            let outcome = {
+                let step = self.step();
+                tokio::pin!(step);
+                tokio::select! {
+                    r = &mut step => r,
+                    _ = shutdown.cancelled() => {
+                        // A bulk step stops after the range in hand, written and recorded
+                        // (a range cut short would stay in the log unrecorded); anything
+                        // else is left as it is.
+                        let _ = tokio::time::timeout(STOP_GRACE, step).await;
+                        return;
+                    }
+                }
             };
             let pause = match outcome {
                 Ok(Step::Progress(_)) | Ok(Step::Reorg(_)) => {
@@ -634,6 +652,9 @@ impl ChainWatcher {
         }));
         let mut unrecorded = 0;
         let result = loop {
+            if self.stop.is_cancelled() {
+                break Ok(());
+            }
             if next > from && budget.is_some_and(|b| started.elapsed() >= b) {
                 spawn_to = spawn_to.min(next - 1);
             }

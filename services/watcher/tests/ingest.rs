@@ -223,3 +223,54 @@ async fn safe_and_finalized_tags_follow_the_node() {
         assert_eq!(w.cursor().map(|c| c.0), Some(head(&anvil) - depth), "{tag}");
     }
 }
+
+/// Asked to stop in the middle of a bulk catch-up, the watcher finishes the range in hand and
+/// records it: the log holds exactly the logs of the blocks up to the recorded cursor, none
+/// of a range cut short (written in chunks of 4 events here, so a range is several writes).
+#[tokio::test]
+async fn a_stop_during_bulk_catch_up_leaves_no_unrecorded_range() {
+    let anvil = Anvil::start();
+    let token = anvil.deploy_fixture("TransferEmitter");
+    for _ in 0..80 {
+        send(&anvil, &token, "emitTransfers(uint256)", &["4"]);
+    }
+    let h = Harness::new().await;
+    let yaml = format!(
+        "chains:\n  - name: local\n    chain_id: 31337\n    rpc: [{{url: \"{}\"}}]\n    multicall: disabled\n    start_block: 1\n    reorg_window: 8\n    max_block_range: 4\n    concurrency: 1\n    blocks: false\n    watches:\n      - name: tokens\n        address: \"{token}\"\n        events: [\"{TRANSFER}\"]\n",
+        anvil.url()
+    );
+    let mut w = h.watcher(&yaml).await;
+    w.set_write_chunk(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(w.run(stop.clone()));
+    // Stop as soon as the first events are in the log.
+    while h.events_of("chain.log.observed").await.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+
+    let cursor = h
+        .watcher(&yaml)
+        .await
+        .cursor()
+        .expect("a range was recorded")
+        .0;
+    assert!(
+        cursor < head(&anvil) - 8,
+        "stopped part-way: cursor {cursor}"
+    );
+    let logs: Vec<ChainLogObserved> = h
+        .events_of("chain.log.observed")
+        .await
+        .iter()
+        .map(|e| e.payload().unwrap())
+        .collect();
+    assert!(
+        logs.iter().all(|l| l.block_number <= cursor),
+        "no log beyond the recorded cursor {cursor}: {:?}",
+        logs.iter().map(|l| l.block_number).max()
+    );
+    // The token was deployed in block 1; each later block up to the cursor has its 4 logs.
+    assert_eq!(logs.len() as u64, 4 * (cursor - 1), "cursor {cursor}");
+}
