@@ -66,10 +66,9 @@ async fn a_backfill_killed_mid_way_resumes_with_no_gap_and_no_duplicate() {
     // run died may be there too, in part (its record was not yet written): it is fetched
     // again and the log drops the repeats (checked below: each log once).
     let below = h
-        .events_of("chain.log.observed")
+        .logs()
         .await
         .iter()
-        .map(|e| e.payload::<ChainLogObserved>().unwrap())
         .filter(|l| l.block_number < job.resume)
         .count();
     assert_eq!(
@@ -93,12 +92,7 @@ async fn a_backfill_killed_mid_way_resumes_with_no_gap_and_no_duplicate() {
     assert_eq!(job.resume, 2);
     job.run(Arc::new(|_, _| {})).await.unwrap();
 
-    let logs: Vec<ChainLogObserved> = h
-        .events_of("chain.log.observed")
-        .await
-        .iter()
-        .map(|e| e.payload().unwrap())
-        .collect();
+    let logs: Vec<ChainLogObserved> = h.logs().await;
     assert_eq!(logs.len(), 240, "60 blocks x 4 logs, each once");
     let blocks: HashSet<u64> = logs.iter().map(|l| l.block_number).collect();
     assert_eq!(blocks, (2..=61).collect::<HashSet<u64>>(), "no gap");

@@ -180,12 +180,7 @@ async fn bulk_catch_up_is_complete_in_order_and_splits_refused_ranges() {
         order.windows(2).all(|p| p[0] < p[1]),
         "in chain order, no duplicate: {order:?}"
     );
-    let logs: Vec<ChainLogObserved> = h
-        .events_of("chain.log.observed")
-        .await
-        .iter()
-        .map(|e| e.payload().unwrap())
-        .collect();
+    let logs: Vec<ChainLogObserved> = h.logs().await;
     assert_eq!(logs.len(), 150);
     let mut expected = Vec::new();
     for p in &logs {
@@ -260,12 +255,7 @@ async fn a_stop_during_bulk_catch_up_leaves_no_unrecorded_range() {
         cursor < head(&anvil) - 8,
         "stopped part-way: cursor {cursor}"
     );
-    let logs: Vec<ChainLogObserved> = h
-        .events_of("chain.log.observed")
-        .await
-        .iter()
-        .map(|e| e.payload().unwrap())
-        .collect();
+    let logs: Vec<ChainLogObserved> = h.logs().await;
     assert!(
         logs.iter().all(|l| l.block_number <= cursor),
         "no log beyond the recorded cursor {cursor}: {:?}",

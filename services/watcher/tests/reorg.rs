@@ -165,12 +165,7 @@ async fn a_longer_branch_from_a_snapshot_is_found_through_the_parent_hash() {
             .count(),
         6
     );
-    let logs: Vec<ChainLogObserved> = h
-        .events_of("chain.log.observed")
-        .await
-        .iter()
-        .map(|e| e.payload().unwrap())
-        .collect();
+    let logs: Vec<ChainLogObserved> = h.logs().await;
     let live: Vec<&ChainLogObserved> = logs.iter().filter(|l| !l.removed).collect();
     // 1 before the fork, 6 abandoned, 6 canonical.
     assert_eq!(live.len(), 13);

@@ -76,6 +76,15 @@ impl Harness {
             .filter(|e| e.event_type == event_type)
             .collect()
     }
+
+    /// The `chain.log.observed` payloads, in log order.
+    pub async fn logs(&self) -> Vec<steward_events::ChainLogObserved> {
+        self.events_of("chain.log.observed")
+            .await
+            .iter()
+            .map(|e| e.payload().expect("a chain.log.observed payload"))
+            .collect()
+    }
 }
 
 /// Parses a configuration (relative ABI paths against `base`), with the watcher's checks.
