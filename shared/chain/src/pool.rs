@@ -107,6 +107,8 @@ struct Inner {
 
 struct Endpoint {
     url: String,
+    /// `url`, parsed once (checked when the pool is built).
+    parsed: url::Url,
     redacted: String,
     kind: EndpointKind,
     weight: f64,
@@ -187,13 +189,14 @@ impl EndpointPool {
                     )))
                 }
             }
-            if url::Url::parse(&config.url).is_err() {
+            let Ok(parsed) = url::Url::parse(&config.url) else {
                 return Err(ChainError::Config(format!(
                     "endpoint {redacted} is not a valid URL"
                 )));
-            }
+            };
             built.push(Endpoint {
                 url: config.url,
+                parsed,
                 redacted,
                 kind: config.kind,
                 weight: f64::from(config.weight.max(1)),
@@ -547,9 +550,7 @@ impl EndpointPool {
         ep.health().requests += 1;
         let provider = self.provider(index).await?;
         let http = match ep.kind {
-            EndpointKind::Http => url::Url::parse(&ep.url)
-                .ok()
-                .map(|url| (self.inner.http.clone(), url)),
+            EndpointKind::Http => Some((self.inner.http.clone(), ep.parsed.clone())),
             EndpointKind::Ws => None,
         };
         let start = Instant::now();
@@ -578,11 +579,10 @@ impl EndpointPool {
         if let Some(provider) = slot.as_ref() {
             return Ok(provider.clone());
         }
-        let parsed = url::Url::parse(&ep.url).map_err(|_| {
-            ChainError::Config(format!("endpoint {} is not a valid URL", ep.redacted))
-        })?;
         let client = match ep.kind {
-            EndpointKind::Http => RpcClient::new_http_with_client(self.inner.http.clone(), parsed),
+            EndpointKind::Http => {
+                RpcClient::new_http_with_client(self.inner.http.clone(), ep.parsed.clone())
+            }
             EndpointKind::Ws => {
                 // The pool does its own failover: the socket gives up at once when it drops
                 // and is reconnected here on the next use.

@@ -153,21 +153,15 @@ impl RawPayload for ChainLogObserved {
         out.push(b'{');
         json::field(&mut out, true, "block_number");
         json::uint(&mut out, self.block_number);
-        json::field(&mut out, false, "block_hash");
-        json::str(&mut out, &self.block_hash);
-        json::field(&mut out, false, "transaction_hash");
-        json::str(&mut out, &self.transaction_hash);
+        json::str_field(&mut out, "block_hash", &self.block_hash);
+        json::str_field(&mut out, "transaction_hash", &self.transaction_hash);
         json::field(&mut out, false, "log_index");
         json::uint(&mut out, self.log_index);
-        json::field(&mut out, false, "address");
-        json::str(&mut out, &self.address);
-        json::field(&mut out, false, "event");
-        json::str(&mut out, &self.event);
-        json::field(&mut out, false, "signature");
-        json::str(&mut out, &self.signature);
+        json::str_field(&mut out, "address", &self.address);
+        json::str_field(&mut out, "event", &self.event);
+        json::str_field(&mut out, "signature", &self.signature);
         if let Some(w) = &self.watch {
-            json::field(&mut out, false, "watch");
-            json::str(&mut out, w);
+            json::str_field(&mut out, "watch", w);
         }
         json::field(&mut out, false, "args");
         json::object(&mut out, &self.args);

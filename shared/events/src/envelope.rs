@@ -152,28 +152,27 @@ impl Envelope {
         out.push(b'{');
         json::field(&mut out, true, "v");
         json::uint(&mut out, u64::from(self.v));
-        json::field(&mut out, false, "id");
-        json::str(&mut out, self.id.hyphenated().encode_lower(&mut uuid));
-        json::field(&mut out, false, "type");
-        json::str(&mut out, &self.event_type);
-        json::field(&mut out, false, "source");
-        json::str(&mut out, &self.source);
-        json::field(&mut out, false, "time");
-        json::str(
+        json::str_field(&mut out, "id", self.id.hyphenated().encode_lower(&mut uuid));
+        json::str_field(&mut out, "type", &self.event_type);
+        json::str_field(&mut out, "source", &self.source);
+        json::str_field(
             &mut out,
+            "time",
             &self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
         );
-        json::field(&mut out, false, "correlation_id");
-        json::str(
+        json::str_field(
             &mut out,
+            "correlation_id",
             self.correlation_id.hyphenated().encode_lower(&mut uuid),
         );
         if let Some(c) = self.causation_id {
-            json::field(&mut out, false, "causation_id");
-            json::str(&mut out, c.hyphenated().encode_lower(&mut uuid));
+            json::str_field(
+                &mut out,
+                "causation_id",
+                c.hyphenated().encode_lower(&mut uuid),
+            );
         }
-        json::field(&mut out, false, "key");
-        json::str(&mut out, &self.key);
+        json::str_field(&mut out, "key", &self.key);
         if let Some(c) = self.chain_id {
             json::field(&mut out, false, "chain_id");
             json::uint(&mut out, c);

@@ -36,6 +36,12 @@ pub(crate) fn field(out: &mut Vec<u8>, first: bool, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
+/// Writes `,"name":"value"`: a string field after the first (see [`field`] and [`str`]).
+pub(crate) fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    field(out, false, name);
+    str(out, value);
+}
+
 /// Writes an unsigned integer.
 pub(crate) fn uint(out: &mut Vec<u8>, n: u64) {
     let mut buf = itoa::Buffer::new();
