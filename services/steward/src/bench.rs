@@ -227,16 +227,19 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
         Some((_, v)) => v.push((bare, watcher)),
         None => summary.push((name, vec![(bare, watcher)])),
     };
+    // Per concurrency: the best ratio that writing alone allows, each round (embedded log).
+    let mut bounds: Vec<(usize, f64)> = Vec::new();
     for &c in &b.concurrency {
         for round in 1..=b.rounds.max(1) {
             println!("-- {c} in flight, round {round}");
             settle(dir.path())?;
             let cpu = Cpu::start(anvil_pid);
             let bare = wb::bare_get_logs(&url, token, topic0, from, to, b.range, c).await?;
+            let bare_cpu = cpu.spent();
             row(
                 &format!("bare alloy eth_getLogs loop, {c} in flight"),
                 &bare,
-                cpu.spent(),
+                bare_cpu,
             );
             let cfg = bench_config(&bench_chain(&url, token, from, b.range, c, false))?;
             // The embedded log, then NATS if given.
@@ -266,7 +269,7 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
                 };
                 let store = bench_store(dir.path(), &run).await?;
                 let cpu = Cpu::start(anvil_pid);
-                let t = wb::watcher_ingest(&cfg, log, store).await?;
+                let t = wb::watcher_ingest(&cfg, log.clone(), store).await?;
                 check(&t, &bare)?;
                 row(label, &t, cpu.spent());
                 println!(
@@ -279,6 +282,11 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
                     bare.logs_per_sec(),
                     t.logs_per_sec(),
                 );
+                if nats.is_none() {
+                    let bound =
+                        write_floor(log.as_ref(), dir.path(), anvil_pid, &bare, bare_cpu).await?;
+                    bounds.push((c, bound));
+                }
             }
         }
     }
@@ -294,6 +302,16 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
             "{name:<32} bare {bare:>9.0}, watcher {watcher:>9.0}: {:.2}x (rounds: {}; target 0.80x)",
             watcher / bare,
             each.join(", ")
+        );
+    }
+    for &c in &b.concurrency {
+        let each: Vec<f64> = bounds.iter().filter(|b| b.0 == c).map(|b| b.1).collect();
+        let rounds: Vec<String> = each.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{:<32} best ratio writing alone allows: {:.2}x (rounds: {})",
+            format!("{c} in flight, embedded log"),
+            median(each),
+            rounds.join(", ")
         );
     }
     println!();
@@ -385,6 +403,53 @@ pub async fn watcher(b: WatcherBench) -> anyhow::Result<()> {
     }
     drop(anvil);
     Ok(())
+}
+
+/// A lower bound on the watcher's time from writing alone: the events the watcher just wrote
+/// to `written`, appended again to a fresh embedded log in the watcher's chunks with nothing
+/// else running (no RPC, no decoding). The watcher must also get the logs from anvil, which
+/// spent `bare_cpu[2]` CPU-seconds serving the bare loop, on the same 2 cores; so it needs
+/// at least the longer of the write's time and (anvil's CPU + the write's CPU) / 2.
+/// Prints the figures; returns the best ratio to the bare loop that this bound allows.
+async fn write_floor(
+    written: &dyn steward_log::EventLog,
+    dir: &std::path::Path,
+    anvil_pid: u32,
+    bare: &steward_watcher::bench::Throughput,
+    bare_cpu: [f64; 3],
+) -> anyhow::Result<f64> {
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = written.read(from, &[], 50_000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.sequence + 1;
+        events.extend(page.into_iter().map(|s| s.event));
+    }
+    settle(dir)?;
+    let log =
+        steward_log::embedded::EmbeddedLog::open(&dir.join(format!("w-{}.db", run_id())), "bench")
+            .await?;
+    let cpu = Cpu::start(anvil_pid);
+    let start = std::time::Instant::now();
+    for chunk in events.chunks(20_000) {
+        steward_log::EventLog::append(&log, chunk).await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let [spent, system, _] = cpu.spent();
+    let floor = seconds.max((bare_cpu[2] + spent) / 2.0);
+    let bound = bare.seconds / floor;
+    println!(
+        "{:<44} writing alone: the same {} events into a fresh embedded log, nothing else running: {seconds:.2}s ({:.0} events/s), CPU {spent:.2}s (system {system:.2}s)",
+        "",
+        events.len(),
+        events.len() as f64 / seconds
+    );
+    println!(
+        "{:<44} with anvil's {:.2} CPU-s for the logs, the watcher needs >= {floor:.2}s on 2 cores: at best {bound:.2}x of the bare loop",
+        "", bare_cpu[2]
+    );
+    Ok(bound)
 }
 
 fn check(
