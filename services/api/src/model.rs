@@ -5,7 +5,8 @@
 //! Every write is an upsert that tolerates order: under redelivery an execution may be
 //! applied before the proposal it belongs to. A transaction's status only moves forward
 //! (queued → ready → failed → superseded → executed, see [`rank`]), so a late `ready` never
-//! hides an execution.
+//! hides an execution; the one way back is `safe.tx.reopened` (a reorg retracted the
+//! execution that concluded it), which puts it back to `queued` without its execution.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -343,6 +344,22 @@ impl Projection for ApiProjection {
                     )
                     .execute(&mut **tx)
                     .await?;
+                Ok(())
+            }
+            Event::SafeTxReopened(r) => {
+                // The one move back: the execution that concluded it was retracted by a reorg.
+                let hash = hash_of(&r.safe_tx_hash)?;
+                let at = ms(env);
+                ensure_row(tx, &hash, at).await?;
+                touch(tx, &hash, at).await?;
+                sqlx::query(
+                    "UPDATE api_safe_txs SET status = 'queued', transaction_hash = NULL, block_number = NULL, \
+                     executed_at_ms = NULL, executor = NULL, gas_used = NULL, eth_gas_price = NULL, \
+                     failure = NULL, superseded_by = NULL WHERE safe_tx_hash = $1",
+                )
+                .bind(&hash)
+                .execute(&mut **tx)
+                .await?;
                 Ok(())
             }
             // safe.proposal.requested and anything else under safe.>: not the api's business.

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use steward_config::{Config, Document, MapEnv};
 use steward_events::{
     Envelope, Event, SafeSignatureAccepted, SafeSignatureRejected, SafeTxExecuted, SafeTxProposed,
-    SafeTxReady,
+    SafeTxReady, SafeTxReopened,
 };
 use steward_log::embedded::EmbeddedLog;
 use steward_log::{EventLog, LogMetrics};
@@ -989,4 +989,38 @@ async fn the_projection_is_idempotent_and_tolerates_order() {
             .unwrap(),
         None
     );
+    // A reorg retracted the execution: back to queued, without it; then ready again.
+    let reopened = proposed.derive(
+        "safe",
+        "o",
+        &SafeTxReopened {
+            safe: safe.clone(),
+            safe_tx_hash: hash.clone(),
+            nonce: 4,
+            previous_status: "executed".into(),
+            transaction_hash: format!("{:#x}", B256::repeat_byte(9)),
+            block_number: 7,
+            block_hash: format!("{:#x}", B256::repeat_byte(8)),
+            reopened: 1,
+            reason: "rejection".into(),
+        },
+    );
+    let again = proposed.derive(
+        "safe",
+        "r2",
+        &SafeTxReady {
+            safe: safe.clone(),
+            safe_tx_hash: hash.clone(),
+            nonce: 4,
+            confirmations: 3,
+            threshold: 3,
+        },
+    );
+    let status = |row: model::TxRow| (row.status, row.block_number, row.transaction_hash);
+    store.project(&ApiProjection, 5, &reopened).await.unwrap();
+    let row = model::tx(store.pool(), &hash).await.unwrap().unwrap();
+    assert_eq!(status(row), ("queued".into(), None, None));
+    store.project(&ApiProjection, 6, &again).await.unwrap();
+    let row = model::tx(store.pool(), &hash).await.unwrap().unwrap();
+    assert_eq!(status(row), ("ready".into(), None, None));
 }

@@ -730,6 +730,24 @@ impl Projection for NotifierProjection {
                 )
                 .await?
             }
+            Event::SafeTxReopened(r) => {
+                // Waiting again: back in the list of pending transactions (its signatures
+                // come with the `safe.tx.ready` that follows, when they suffice).
+                self.safe_tx(
+                    tx,
+                    "INSERT INTO notifier_safe_txs (safe_tx_hash, safe, chain_id, nonce, reason, confirmations, threshold, ready, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6) ON CONFLICT (safe_tx_hash) DO NOTHING",
+                    vec![
+                        r.safe_tx_hash.into(),
+                        r.safe.into(),
+                        chain.map(Value::from).unwrap_or(Value::Null),
+                        Value::from(r.nonce),
+                        r.reason.into(),
+                        Value::from(now),
+                    ],
+                )
+                .await?;
+            }
             Event::SafeTxSuperseded(e) => {
                 self.safe_tx(
                     tx,

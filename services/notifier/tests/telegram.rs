@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use steward_events::{
-    LogEventDeadLettered, PlaybookRunFinished, RiskPositionLiquidatable, SafeTxProposed, Severity,
+    LogEventDeadLettered, PlaybookRunFinished, RiskPositionLiquidatable, SafeTxExecuted,
+    SafeTxProposed, SafeTxReopened, Severity,
 };
 use tokio::time::Instant;
 
@@ -80,6 +81,35 @@ async fn commands_answer_allowlisted_chats_and_users_and_refuse_everyone_else() 
             origin: None,
             threshold: None,
             simulation: None,
+        },
+    )
+    .await;
+    // Executed, then reopened by a reorg: waiting again, so still in /queue.
+    let hash = "0xabc0000000000000000000000000000000000000000000000000000000000def";
+    let safe = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    h.append(
+        "safe:2",
+        &SafeTxExecuted {
+            safe: safe.into(),
+            safe_tx_hash: hash.into(),
+            nonce: 7,
+            transaction_hash: format!("0x{}", "11".repeat(32)),
+            block_number: 9,
+        },
+    )
+    .await;
+    h.append(
+        "safe:3",
+        &SafeTxReopened {
+            safe: safe.into(),
+            safe_tx_hash: hash.into(),
+            nonce: 7,
+            previous_status: "executed".into(),
+            transaction_hash: format!("0x{}", "11".repeat(32)),
+            block_number: 9,
+            block_hash: format!("0x{}", "22".repeat(32)),
+            reopened: 1,
+            reason: "rebalance [stake] (operator_3)".into(),
         },
     )
     .await;

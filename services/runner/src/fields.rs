@@ -118,6 +118,7 @@ payload_fields!(
     SafeTxExecuted,
     SafeTxFailed,
     SafeTxSuperseded,
+    SafeTxReopened,
     NotifyRequested,
     NotifyDelivered,
     NotifyFailed,

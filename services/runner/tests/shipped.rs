@@ -64,7 +64,7 @@ fn outcome(cfg: &Config, file: &Path) -> (dryrun::Outcome, dryrun::Expectation) 
 }
 
 #[test]
-fn the_seven_playbooks_are_shipped() {
+fn the_eight_playbooks_are_shipped() {
     let names: Vec<String> = shipped()
         .iter()
         .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
@@ -78,7 +78,8 @@ fn the_seven_playbooks_are_shipped() {
             "governance-execute",
             "lido-rebalance",
             "oracle-alert",
-            "safe-drift"
+            "safe-drift",
+            "safe-reopened"
         ]
     );
 }

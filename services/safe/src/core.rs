@@ -19,7 +19,8 @@ use steward_config::Config;
 use steward_events::{
     ChainLogObserved, ChainStateObserved, Envelope, LiquidationRequested, Payload,
     SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected, SafeSignatureSubmitted,
-    SafeTxExecuted, SafeTxFailed, SafeTxProposed, SafeTxReady, SafeTxSubmitted, SafeTxSuperseded,
+    SafeTxExecuted, SafeTxFailed, SafeTxProposed, SafeTxReady, SafeTxReopened, SafeTxSubmitted,
+    SafeTxSuperseded,
 };
 use steward_log::HandlerError;
 use steward_store::StoreError;
@@ -379,6 +380,7 @@ impl Core {
             proposed: String::from_utf8_lossy(&out.to_json()).into_owned(),
             tx,
             executed_tx: None,
+            reopened: 0,
         };
         if !self.queue.insert(&row, origin_key).await.map_err(store)? {
             // Its origin was queued by an earlier delivery: announce that one again.
@@ -676,12 +678,9 @@ impl Core {
     ) -> Result<Vec<Envelope>, HandlerError> {
         let s = &self.safes[i];
         let (n, mut signers) = self.confirmations(row.safe_tx_hash, acct).await?;
-        let current = self
-            .queue
-            .by_hash(row.safe_tx_hash)
-            .await
-            .map_err(store)?
-            .map_or(row.status, |r| r.status);
+        let now = self.queue.by_hash(row.safe_tx_hash).await.map_err(store)?;
+        let row = now.as_ref().unwrap_or(row);
+        let current = row.status;
         if !current.pending() {
             return Ok(Vec::new());
         }
@@ -712,7 +711,7 @@ impl Core {
         let fp = &keccak256(&fp).to_string()[2..14];
         let ready = keyed(
             parent,
-            format!("safe:ready:{}:{fp}", row.safe_tx_hash),
+            format!("safe:ready:{}:{fp}{}", row.safe_tx_hash, row.generation()),
             &SafeTxReady {
                 safe: s.address.to_checksum(None),
                 safe_tx_hash: row.safe_tx_hash.to_string(),
@@ -995,7 +994,7 @@ impl Core {
                 let e = if success {
                     keyed(
                         &story,
-                        format!("safe:executed:{safe_tx_hash}"),
+                        format!("safe:executed:{safe_tx_hash}{}", row.generation()),
                         &SafeTxExecuted {
                             safe: s.address.to_checksum(None),
                             safe_tx_hash: safe_tx_hash.to_string(),
@@ -1006,7 +1005,7 @@ impl Core {
                         s.chain_id,
                     )
                 } else {
-                    keyed(&story, format!("safe:failed:{safe_tx_hash}"), &SafeTxFailed {
+                    keyed(&story, format!("safe:failed:{safe_tx_hash}{}", row.generation()), &SafeTxFailed {
                         safe: s.address.to_checksum(None),
                         safe_tx_hash: safe_tx_hash.to_string(),
                         error: "the Safe ran the transaction but its call reverted (ExecutionFailure); the nonce is used".into(),
@@ -1071,7 +1070,7 @@ impl Core {
                 tracing::info!(safe = %s.name, safe_tx_hash = %row.safe_tx_hash, nonce = row.nonce, by = %by, "superseded: its nonce was used");
                 out.push(keyed(
                     &story,
-                    format!("safe:superseded:{}", row.safe_tx_hash),
+                    format!("safe:superseded:{}{}", row.safe_tx_hash, row.generation()),
                     &SafeTxSuperseded {
                         safe: s.address.to_checksum(None),
                         safe_tx_hash: row.safe_tx_hash.to_string(),
@@ -1104,9 +1103,7 @@ impl Core {
             return Ok(Vec::new());
         };
         if l.removed {
-            tracing::warn!(safe = %self.safes[i].name, event = %l.event, transaction_hash = %l.transaction_hash,
-                "a Safe event was retracted by a reorg; the queue keeps what it concluded (use finality settings to avoid this)");
-            return Ok(Vec::new());
+            return self.retracted(i, env, l).await;
         }
         match l.event.as_str() {
             "ExecutionSuccess" | "ExecutionFailure" => {
@@ -1141,6 +1138,114 @@ impl Core {
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// `chain.log.observed` with `removed`: a reorg retracted an event of a configured Safe.
+    /// An execution the queue concluded from is undone unless its transaction is mined on the
+    /// canonical chain (the reorg only moved it): the transaction, and what it superseded,
+    /// wait again (`safe.tx.reopened`) and are re-evaluated; where the canonical chain has
+    /// used the nonce, they stay queued for its own execution logs, ingested next, to settle.
+    /// Owner and threshold changes re-evaluate the queue against the chain as it is now.
+    async fn retracted(
+        &self,
+        i: usize,
+        env: &Envelope,
+        l: &ChainLogObserved,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let s = &self.safes[i];
+        let acct = self.refresh(i).await?;
+        tracing::warn!(safe = %s.name, event = %l.event, transaction_hash = %l.transaction_hash, block = l.block_number,
+            "a Safe event was retracted by a reorg");
+        if !matches!(l.event.as_str(), "ExecutionSuccess" | "ExecutionFailure") {
+            return self.settle(i, Some(env), &acct, None).await;
+        }
+        let (Some(hash), Ok(tx)) = (
+            l.args
+                .get("txHash")
+                .and_then(Value::as_str)
+                .and_then(|h| B256::from_str(h).ok()),
+            B256::from_str(&l.transaction_hash),
+        ) else {
+            return Err(HandlerError::Fatal(format!(
+                "retracted {} without a txHash argument or transaction hash",
+                l.event
+            )));
+        };
+        if s.pool.receipt(tx).await.map_err(rpc)?.is_some() {
+            tracing::info!(safe = %s.name, safe_tx_hash = %hash, transaction_hash = %tx,
+                "the retracted execution is mined on the canonical chain too: the queue's conclusion stands");
+            return Ok(Vec::new());
+        }
+        // What to reopen: the executed transaction if it is ours and this was its execution,
+        // and what was superseded at its nonce (at any nonce the Safe has not used now, when
+        // the execution was not Steward's).
+        let mut reopen: Vec<(Row_, Status)> = Vec::new();
+        let ours = self.queue.by_hash(hash).await.map_err(store)?.filter(|r| {
+            matches!(r.status, Status::Executed | Status::Failed)
+                && r.executed_tx
+                    .as_deref()
+                    .is_some_and(|t| B256::from_str(t).is_ok_and(|t| t == tx))
+        });
+        let from = ours.as_ref().map_or(acct.nonce, |r| r.nonce);
+        for r in self
+            .queue
+            .superseded_from(s.address, from)
+            .await
+            .map_err(store)?
+        {
+            let free = match &ours {
+                Some(o) => r.nonce == o.nonce,
+                None => self
+                    .queue
+                    .executed_at(s.address, r.nonce)
+                    .await
+                    .map_err(store)?
+                    .is_none(),
+            };
+            if free {
+                reopen.push((r, Status::Superseded));
+            }
+        }
+        if let Some(o) = ours {
+            let status = o.status;
+            reopen.insert(0, (o, status));
+        }
+        let mut out = Vec::new();
+        for (row, previous) in reopen {
+            let Some(row) = self
+                .queue
+                .reopen(row.safe_tx_hash, previous)
+                .await
+                .map_err(store)?
+            else {
+                continue;
+            };
+            let (story, proposed) = proposed_of(&row)?;
+            tracing::warn!(safe = %s.name, safe_tx_hash = %row.safe_tx_hash, nonce = row.nonce, previous = previous.as_str(),
+                onchain_nonce = acct.nonce, "back in the queue: the execution that concluded it was retracted by a reorg");
+            out.push(keyed(
+                &story,
+                format!("safe:reopened:{}:{}", row.safe_tx_hash, row.reopened),
+                &SafeTxReopened {
+                    safe: s.address.to_checksum(None),
+                    safe_tx_hash: row.safe_tx_hash.to_string(),
+                    nonce: row.nonce,
+                    previous_status: previous.as_str().to_owned(),
+                    transaction_hash: tx.to_string(),
+                    block_number: l.block_number,
+                    block_hash: l.block_hash.clone(),
+                    reopened: row.reopened,
+                    reason: proposed.reason,
+                },
+                s.chain_id,
+            ));
+            // Where the Safe has used the nonce on the canonical chain, its execution logs
+            // (ingested after this retraction) settle the transaction.
+            if row.nonce >= acct.nonce {
+                out.extend(self.readiness(i, &story, &row, &acct).await?);
+            }
+        }
+        Ok(out)
     }
 
     /// `chain.state.observed`: a polled nonce, owner list or threshold of a Safe changed

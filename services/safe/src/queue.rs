@@ -69,6 +69,20 @@ pub struct Row_ {
     pub proposed: String,
     pub tx: SafeTx,
     pub executed_tx: Option<String>,
+    /// How often a reorg retracted the execution that concluded it (0: never).
+    pub reopened: u64,
+}
+
+impl Row_ {
+    /// What keys of events about this transaction end with: nothing until it is reopened,
+    /// then `:r<n>`, so the same fact after a reopening is a new event, not a repeat.
+    pub fn generation(&self) -> String {
+        if self.reopened == 0 {
+            String::new()
+        } else {
+            format!(":r{}", self.reopened)
+        }
+    }
 }
 
 /// An accepted signature.
@@ -180,10 +194,12 @@ impl Queue {
             proposed,
             tx,
             executed_tx: r.try_get(6)?,
+            reopened: r.try_get::<i64, _>(7)? as u64,
         })
     }
 
-    const COLS: &'static str = "safe_tx_hash, safe, chain_id, nonce, status, proposed, executed_tx";
+    const COLS: &'static str =
+        "safe_tx_hash, safe, chain_id, nonce, status, proposed, executed_tx, reopened";
 
     pub async fn by_hash(&self, hash: B256) -> Result<Option<Row_>, StoreError> {
         let r = sqlx::query(&format!(
@@ -274,6 +290,42 @@ impl Queue {
             .execute(self.store.pool())
             .await?;
         Ok(())
+    }
+
+    /// Puts a concluded transaction back in the queue (`queued`, no execution, one more
+    /// reopening) if it is still in `from`; returns its row as it is now, or `None` if it was
+    /// not in `from`.
+    pub async fn reopen(&self, hash: B256, from: Status) -> Result<Option<Row_>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE safe_txs SET status = 'queued', executed_tx = NULL, reopened = reopened + 1 \
+             WHERE safe_tx_hash = $1 AND status = $2",
+        )
+        .bind(hash.to_string())
+        .bind(from.as_str())
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.by_hash(hash).await
+    }
+
+    /// Transactions of `safe` at `nonce` or above that the queue has concluded were
+    /// superseded, lowest nonce first.
+    pub async fn superseded_from(
+        &self,
+        safe: Address,
+        nonce: u64,
+    ) -> Result<Vec<Row_>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM safe_txs WHERE safe = $1 AND nonce >= $2 AND status = 'superseded' ORDER BY nonce, created_at_ms",
+            Self::COLS
+        ))
+        .bind(safe.to_checksum(None))
+        .bind(i(nonce))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(Self::row).collect()
     }
 
     pub async fn signatures(&self, hash: B256) -> Result<Vec<StoredSignature>, StoreError> {

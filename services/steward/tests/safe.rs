@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use steward_events::{
     Envelope, LiquidationExecuted, LiquidationRequested, LiquidationSkipped, SafeCall,
     SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected, SafeSignatureSubmitted,
-    SafeTxExecuted, SafeTxProposed, SafeTxReady, SafeTxSubmitted, SafeTxSuperseded,
+    SafeTxExecuted, SafeTxProposed, SafeTxReady, SafeTxReopened, SafeTxSubmitted, SafeTxSuperseded,
 };
 use steward_log::EventLog;
 use steward_safe::signature;
@@ -679,6 +679,78 @@ async fn an_execution_supersedes_its_nonce_and_a_threshold_change_reevaluates_th
     assert_eq!((ready[0].confirmations, ready[0].threshold), (1, 1));
     // The rejection's later signature is refused: its nonce is used.
     s.sign("r0", &r, &o(0), &sig(0, &r)).await;
+    assert_eq!(s.outcome("r0").await.unwrap_err().reason, "not_pending");
+}
+
+#[tokio::test]
+async fn an_execution_retracted_by_a_reorg_reopens_the_transaction_and_what_it_superseded() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), false, "")).await;
+    let o = |i: usize| key(i).address().to_checksum(None);
+    let a = s
+        .propose("a", vec![call(&w.token, mint(&w.safe, 1))], None)
+        .await;
+    let r = s.propose("reject", vec![], Some(0)).await;
+    let sig = |i: usize| typed(i, hash_of(&a));
+    for (id, i) in [("a0", 0), ("a1", 1)] {
+        s.sign(id, &a, &o(i), &sig(i)).await;
+        s.outcome(id).await.unwrap();
+    }
+    let of_a = |h: &str| h == a.safe_tx_hash;
+    s.wait("safe.tx.ready", 1, |e: &SafeTxReady| of_a(&e.safe_tx_hash))
+        .await;
+
+    // A executes (by an owner) in a block that a longer branch then replaces.
+    let snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+    let first = execute_as_owner(&w, &a, &[sig(0), sig(1)]);
+    let executed: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 1, |e: &SafeTxExecuted| {
+            of_a(&e.safe_tx_hash)
+        })
+        .await;
+    assert_eq!(executed[0].transaction_hash, first["transactionHash"]);
+    s.wait("safe.tx.superseded", 1, |e: &SafeTxSuperseded| {
+        e.safe_tx_hash == r.safe_tx_hash
+    })
+    .await;
+    assert_eq!(w.anvil.rpc("evm_revert", json!([snapshot])), json!(true));
+    w.anvil.rpc("anvil_mine", json!([3]));
+
+    // Both wait again: A (executed) and the rejection it had superseded, each announced once
+    // with the retracted execution; A is ready again (its signatures still count).
+    let reopened: Vec<SafeTxReopened> = s
+        .wait("safe.tx.reopened", 2, |_: &SafeTxReopened| true)
+        .await;
+    let find = |h: &str| reopened.iter().find(|e| e.safe_tx_hash == h).unwrap();
+    let (ra, rr) = (find(&a.safe_tx_hash), find(&r.safe_tx_hash));
+    assert_eq!(
+        (ra.previous_status.as_str(), rr.previous_status.as_str()),
+        ("executed", "superseded")
+    );
+    assert_eq!(ra.transaction_hash, first["transactionHash"]);
+    assert_eq!(ra.block_number, executed[0].block_number);
+    assert_eq!((ra.nonce, ra.reopened), (0, 1));
+    assert_eq!(ra.reason, "test a");
+    s.wait("safe.tx.ready", 2, |e: &SafeTxReady| of_a(&e.safe_tx_hash))
+        .await;
+
+    // Executed again on the canonical chain: a new fact, announced again, and the rejection
+    // superseded again.
+    let second = execute_as_owner(&w, &a, &[sig(0), sig(1)]);
+    let executed: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 2, |e: &SafeTxExecuted| {
+            of_a(&e.safe_tx_hash)
+        })
+        .await;
+    assert_eq!(executed[1].transaction_hash, second["transactionHash"]);
+    s.wait("safe.tx.superseded", 2, |e: &SafeTxSuperseded| {
+        e.safe_tx_hash == r.safe_tx_hash
+    })
+    .await;
+    assert_eq!(s.all("safe.tx.reopened").await.len(), 2);
+    // The rejection's signature is refused again: its nonce is used.
+    s.sign("r0", &r, &o(0), &typed(0, hash_of(&r))).await;
     assert_eq!(s.outcome("r0").await.unwrap_err().reason, "not_pending");
 }
 

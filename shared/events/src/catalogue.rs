@@ -103,6 +103,7 @@ catalogue! {
     SafeTxExecuted => "safe.tx.executed",
     SafeTxFailed => "safe.tx.failed",
     SafeTxSuperseded => "safe.tx.superseded",
+    SafeTxReopened => "safe.tx.reopened",
     NotifyRequested => "notify.requested",
     NotifyDelivered => "notify.delivered",
     NotifyFailed => "notify.failed",
@@ -672,6 +673,28 @@ pub struct SafeTxSuperseded {
     pub nonce: u64,
     /// The transaction that executed at this nonce instead.
     pub by_safe_tx_hash: String,
+}
+
+/// A transaction the queue had concluded (executed, failed or superseded) is waiting again:
+/// the execution that concluded it was retracted by a reorg and the Safe's nonce is unused on
+/// the canonical chain (or its execution there is still to be seen). Events about it after
+/// this one are new facts (their keys carry `reopened`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeTxReopened {
+    pub safe: String,
+    pub safe_tx_hash: String,
+    pub nonce: u64,
+    /// What the queue had concluded: `executed`, `failed` or `superseded`.
+    pub previous_status: String,
+    /// The retracted Ethereum transaction (the execution at this nonce).
+    pub transaction_hash: String,
+    /// The retracted block.
+    pub block_number: u64,
+    pub block_hash: String,
+    /// How many times this transaction has been reopened (1 the first time).
+    pub reopened: u64,
+    /// The proposal's reason, for people reading the alert.
+    pub reason: String,
 }
 
 // ---------------------------------------------------------------- notify.*
