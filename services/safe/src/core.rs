@@ -725,7 +725,7 @@ impl Core {
             let added = self
                 .queue
                 .add_job(&Job {
-                    key: format!("exec:{}", row.safe_tx_hash),
+                    key: format!("exec:{}{}", row.safe_tx_hash, row.generation()),
                     relayer,
                     chain_id: s.chain_id,
                     kind: "exec".into(),

@@ -755,6 +755,62 @@ async fn an_execution_retracted_by_a_reorg_reopens_the_transaction_and_what_it_s
 }
 
 #[tokio::test]
+async fn a_relayed_execution_retracted_by_a_reorg_is_relayed_again() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), true, "")).await;
+    let to = "0x00000000000000000000000000000000000000c3";
+    let p = s
+        .propose("p", vec![call(&w.token, mint(to, 5))], None)
+        .await;
+    let hash = hash_of(&p);
+    let o = |i: usize| key(i).address().to_checksum(None);
+    s.sign("p0", &p, &o(0), &typed(0, hash)).await;
+    s.outcome("p0").await.unwrap();
+    // Taken before it is ready: the relayer executes as soon as it is.
+    let snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+    s.sign("p1", &p, &o(1), &typed(1, hash)).await;
+    s.outcome("p1").await.unwrap();
+    let of_p = |e: &SafeTxExecuted| e.safe_tx_hash == p.safe_tx_hash;
+    let first: Vec<SafeTxExecuted> = s.wait("safe.tx.executed", 1, of_p).await;
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::from(5));
+    // The relayer has seen its receipt too (its job is done).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.run.stderr().contains("relayer transaction mined") {
+        assert!(
+            Instant::now() < deadline,
+            "the relayer never saw its receipt"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The relayer's transaction is retracted: the transaction waits again, is ready again,
+    // and the relayer executes it again on the canonical chain, once.
+    assert_eq!(w.anvil.rpc("evm_revert", json!([snapshot])), json!(true));
+    w.anvil.rpc("anvil_mine", json!([3]));
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::ZERO);
+    let reopened: Vec<SafeTxReopened> = s
+        .wait("safe.tx.reopened", 1, |_: &SafeTxReopened| true)
+        .await;
+    assert_eq!(reopened[0].transaction_hash, first[0].transaction_hash);
+    let again: Vec<SafeTxExecuted> = s.wait("safe.tx.executed", 2, of_p).await;
+    let receipt = w.anvil.rpc(
+        "eth_getTransactionReceipt",
+        json!([again[1].transaction_hash]),
+    );
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(
+        receipt["from"].as_str().unwrap().to_ascii_lowercase(),
+        key(RELAYER).address().to_string().to_ascii_lowercase(),
+        "sent by the relayer"
+    );
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::from(5));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.all("safe.tx.executed").await.len(), 2);
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::from(5));
+}
+
+#[tokio::test]
 async fn liquidations_are_rechecked_then_relayed_or_proposed_through_the_safe() {
     let w = world();
     let pool = w.anvil.deploy_fixture("MockLendingPool");
