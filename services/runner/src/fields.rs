@@ -107,6 +107,7 @@ payload_fields!(
     LiquidationExecuted,
     LiquidationSkipped,
     LiquidationFailed,
+    LiquidationRetracted,
     RebalanceRequested,
     RebalancePlanned,
     SafeProposalRequested,

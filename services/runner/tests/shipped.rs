@@ -64,7 +64,7 @@ fn outcome(cfg: &Config, file: &Path) -> (dryrun::Outcome, dryrun::Expectation) 
 }
 
 #[test]
-fn the_eight_playbooks_are_shipped() {
+fn the_nine_playbooks_are_shipped() {
     let names: Vec<String> = shipped()
         .iter()
         .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
@@ -77,6 +77,7 @@ fn the_eight_playbooks_are_shipped() {
             "eigenlayer-slashing",
             "governance-execute",
             "lido-rebalance",
+            "liquidation-retracted",
             "oracle-alert",
             "safe-drift",
             "safe-reopened"

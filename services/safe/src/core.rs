@@ -17,10 +17,10 @@ use steward_chain::{ChainError, EndpointPool};
 use steward_config::section::safes::RelayerConfig;
 use steward_config::Config;
 use steward_events::{
-    ChainLogObserved, ChainStateObserved, Envelope, LiquidationRequested, Payload,
-    SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected, SafeSignatureSubmitted,
-    SafeTxExecuted, SafeTxFailed, SafeTxProposed, SafeTxReady, SafeTxReopened, SafeTxSubmitted,
-    SafeTxSuperseded,
+    ChainLogObserved, ChainReorgDetected, ChainStateObserved, Envelope, LiquidationRequested,
+    Payload, SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected,
+    SafeSignatureSubmitted, SafeTxExecuted, SafeTxFailed, SafeTxProposed, SafeTxReady,
+    SafeTxReopened, SafeTxSubmitted, SafeTxSuperseded,
 };
 use steward_log::HandlerError;
 use steward_store::StoreError;
@@ -271,6 +271,7 @@ impl Core {
             LiquidationRequested::TYPE => self.liquidation(env, &env.payload().map_err(bad)?).await,
             ChainLogObserved::TYPE => self.chain_log(env, &env.payload().map_err(bad)?).await,
             ChainStateObserved::TYPE => self.chain_state(env, &env.payload().map_err(bad)?).await,
+            ChainReorgDetected::TYPE => self.reorg(env, &env.payload().map_err(bad)?).await,
             _ => Ok(Vec::new()),
         }
     }
@@ -725,7 +726,7 @@ impl Core {
             let added = self
                 .queue
                 .add_job(&Job {
-                    key: format!("exec:{}{}", row.safe_tx_hash, row.generation()),
+                    key: format!("exec:{}", row.safe_tx_hash),
                     relayer,
                     chain_id: s.chain_id,
                     kind: "exec".into(),
@@ -1239,11 +1240,99 @@ impl Core {
                 },
                 s.chain_id,
             ));
+            // A liquidation it carried no longer has an outcome.
+            if let Some(l) = self
+                .queue
+                .liquidation_by_safe_tx(row.safe_tx_hash)
+                .await
+                .map_err(store)?
+            {
+                out.extend(crate::liquidation::retract(self, &l.key, tx).await?);
+            }
+            // The relayer's job goes again (it was concluded by the retracted execution, or
+            // cancelled when someone else executed): it follows its own transactions first.
+            if s.relayer.is_some()
+                && self
+                    .queue
+                    .revive_job(
+                        &format!("exec:{}", row.safe_tx_hash),
+                        "reopened: a reorg retracted the execution",
+                    )
+                    .await
+                    .map_err(store)?
+            {
+                self.relayer_wake.notify_one();
+            }
             // Where the Safe has used the nonce on the canonical chain, its execution logs
             // (ingested after this retraction) settle the transaction.
             if row.nonce >= acct.nonce {
                 out.extend(self.readiness(i, &story, &row, &acct).await?);
             }
+        }
+        Ok(out)
+    }
+
+    /// `chain.reorg.detected`: relayed liquidation transactions (approval, `liquidationCall`)
+    /// mined above the fork and not on the canonical chain go again, at their nonce, and the
+    /// liquidation's outcome is retracted. (A Safe's executions are followed through its
+    /// retracted logs instead: see [`Self::retracted`].)
+    async fn reorg(
+        &self,
+        env: &Envelope,
+        r: &ChainReorgDetected,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let Some(chain) = env.chain_id else {
+            return Ok(Vec::new());
+        };
+        // Per liquidation, the retracted transaction to name: its `liquidationCall`'s if that
+        // was retracted too, else its approval's.
+        let mut liquidations: Vec<(String, B256, bool)> = Vec::new();
+        for job in self
+            .queue
+            .mined_above(chain, r.fork_block_number)
+            .await
+            .map_err(store)?
+        {
+            if job.kind == "exec" {
+                continue;
+            }
+            let Some(rel) = self.relayers.iter().find(|x| x.address == job.relayer) else {
+                continue;
+            };
+            let mut mined = None;
+            let attempts = self.queue.attempts(&job.key).await.map_err(store)?;
+            for a in &attempts {
+                if let Some(receipt) = rel.pool.receipt(a.tx_hash).await.map_err(rpc)? {
+                    mined = Some(receipt.block_number.to::<u64>());
+                    break;
+                }
+            }
+            if let Some(block) = mined {
+                // Moved, not lost: the conclusion stands.
+                self.queue
+                    .set_job_mined(&job.key, block)
+                    .await
+                    .map_err(store)?;
+                continue;
+            }
+            tracing::warn!(job = %job.key, fork = r.fork_block_number, "a reorg retracted a relayed transaction; the job goes again");
+            self.queue
+                .revive_job(&job.key, "reopened: a reorg retracted its transaction")
+                .await
+                .map_err(store)?;
+            self.relayer_wake.notify_one();
+            if let (Some(key), Some(last)) = (&job.liquidation_key, attempts.last()) {
+                let call = job.kind == "liquidate";
+                match liquidations.iter_mut().find(|(k, ..)| k == key) {
+                    Some(l) if call => *l = (key.clone(), last.tx_hash, true),
+                    Some(_) => {}
+                    None => liquidations.push((key.clone(), last.tx_hash, call)),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (key, tx, _) in liquidations {
+            out.extend(crate::liquidation::retract(self, &key, tx).await?);
         }
         Ok(out)
     }

@@ -38,13 +38,14 @@ pub const NAME: &str = "safe";
 const BATCH: usize = 100;
 
 /// What the service consumes.
-pub const CONSUMES: [&str; 6] = [
+pub const CONSUMES: [&str; 7] = [
     "safe.proposal.requested",
     "safe.tx.submitted",
     "safe.signature.submitted",
     "liquidation.requested",
     "chain.log.observed",
     "chain.state.observed",
+    "chain.reorg.detected",
 ];
 
 pub fn service() -> Box<dyn Service> {

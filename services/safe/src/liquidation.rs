@@ -17,8 +17,8 @@ use alloy::json_abi::Function;
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
 use steward_chain::{BlockRef, ChainError, EndpointPool, Receipt};
 use steward_events::{
-    Envelope, LiquidationExecuted, LiquidationFailed, LiquidationRequested, LiquidationSkipped,
-    Payload,
+    Envelope, LiquidationExecuted, LiquidationFailed, LiquidationRequested, LiquidationRetracted,
+    LiquidationSkipped, Payload,
 };
 use steward_log::HandlerError;
 
@@ -169,13 +169,18 @@ fn parse(req: &LiquidationRequested) -> Result<Parsed, String> {
 }
 
 /// The outcome event of a liquidation request, recorded once (a second outcome for the same
-/// request returns the first).
+/// request returns the first) until a reorg retracts it ([`retract`]).
 pub async fn outcome<P: Payload>(
     core: &Core,
     request: &Envelope,
     payload: &P,
 ) -> Result<Envelope, HandlerError> {
-    let mut e = request.derive(NAME, "outcome", payload);
+    // After a reorg retracted an outcome, the next one is a new fact: its key says which.
+    let reopened = match core.queue.liquidation(&request.key).await.map_err(store)? {
+        Some(l) if l.reopened > 0 => format!("outcome:r{}", l.reopened),
+        _ => "outcome".to_owned(),
+    };
+    let mut e = request.derive(NAME, &reopened, payload);
     if let Some(c) = request.chain_id {
         e = e.with_chain(c);
     }
@@ -584,4 +589,40 @@ pub async fn superseded(
         transaction_hash: None,
     })
     .await?])
+}
+
+/// A reorg retracted `transaction_hash`, which concluded liquidation `key`: its outcome no
+/// longer stands (`liquidation.retracted`, once per reopening). `None` when it had no outcome.
+pub async fn retract(
+    core: &Core,
+    key: &str,
+    transaction_hash: B256,
+) -> Result<Option<Envelope>, HandlerError> {
+    let Some((before, reopened)) = core.queue.reopen_liquidation(key).await.map_err(store)? else {
+        return Ok(None);
+    };
+    let bad = |e: steward_events::EnvelopeError| HandlerError::Fatal(e.to_string());
+    let request = Envelope::from_json(before.request.as_bytes()).map_err(bad)?;
+    let req: LiquidationRequested = request.payload().map_err(bad)?;
+    let previous = match &before.outcome {
+        Some(o) => Envelope::from_json(o.as_bytes()).map_err(bad)?.event_type,
+        None => String::new(),
+    };
+    tracing::warn!(user = %req.user, transaction_hash = %transaction_hash, previous = %previous, reopened,
+        "a reorg retracted the transaction that concluded a liquidation; it goes again");
+    let mut e = request.derive(
+        NAME,
+        &format!("retracted:{reopened}"),
+        &LiquidationRetracted {
+            user: req.user.clone(),
+            previous,
+            transaction_hash: transaction_hash.to_string(),
+            via: req.via.trim().to_owned(),
+            reopened,
+        },
+    );
+    if let Some(c) = request.chain_id {
+        e = e.with_chain(c);
+    }
+    Ok(Some(e))
 }

@@ -421,6 +421,8 @@ pub struct Liquidation {
     pub safe_tx_hash: Option<B256>,
     /// The outcome envelope, JSON, once there is one.
     pub outcome: Option<String>,
+    /// How often a reorg retracted its outcome.
+    pub reopened: u64,
 }
 
 impl Queue {
@@ -554,6 +556,43 @@ impl Queue {
     }
 
     /// A job's attempts, oldest first.
+    /// A job's transaction was mined in `block` (its receipt was seen).
+    pub async fn set_job_mined(&self, key: &str, block: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE relay_jobs SET mined_block = $2 WHERE job_key = $1")
+            .bind(key)
+            .bind(i(block))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Concluded jobs on `chain_id` whose transaction was mined above `block` (what a reorg
+    /// forking at `block` may have retracted), in the order they were added.
+    pub async fn mined_above(&self, chain_id: u64, block: u64) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE chain_id = $1 AND status IN ('done', 'failed') AND mined_block > $2 ORDER BY seq"
+        ))
+        .bind(i(chain_id))
+        .bind(i(block))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// A concluded job goes again: `sent` when it has attempts (the relayer follows them
+    /// first, and sends again at the same nonce only when none is mined or held), `pending`
+    /// otherwise. False when it is open already or there is no such job.
+    pub async fn revive_job(&self, key: &str, why: &str) -> Result<bool, StoreError> {
+        let has_attempts = !self.attempts(key).await?.is_empty();
+        let done = sqlx::query("UPDATE relay_jobs SET status = $2, detail = $3, mined_block = NULL WHERE job_key = $1 AND status NOT IN ('pending', 'sent')")
+            .bind(key)
+            .bind(if has_attempts { "sent" } else { "pending" })
+            .bind(why)
+            .execute(self.store.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn attempts(&self, job: &str) -> Result<Vec<Attempt>, StoreError> {
         let rows = sqlx::query(
             "SELECT tx_hash, nonce, max_fee, priority_fee, gas_limit, sent_at_ms FROM relay_attempts WHERE job_key = $1 ORDER BY sent_at_ms, tx_hash",
@@ -599,11 +638,12 @@ impl Queue {
                 .map(|h| B256::from_str(&h).map_err(|e| bad("hash")(e.to_string())))
                 .transpose()?,
             outcome: r.try_get(3)?,
+            reopened: r.try_get::<i64, _>(4)? as u64,
         })
     }
 
     pub async fn liquidation(&self, key: &str) -> Result<Option<Liquidation>, StoreError> {
-        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome FROM safe_liquidations WHERE liquidation_key = $1")
+        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome, reopened FROM safe_liquidations WHERE liquidation_key = $1")
             .bind(key)
             .fetch_optional(self.store.pool())
             .await?;
@@ -614,7 +654,7 @@ impl Queue {
         &self,
         hash: B256,
     ) -> Result<Option<Liquidation>, StoreError> {
-        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome FROM safe_liquidations WHERE safe_tx_hash = $1")
+        let r = sqlx::query("SELECT liquidation_key, request, safe_tx_hash, outcome, reopened FROM safe_liquidations WHERE safe_tx_hash = $1")
             .bind(hash.to_string())
             .fetch_optional(self.store.pool())
             .await?;
@@ -628,6 +668,27 @@ impl Queue {
             .execute(self.store.pool())
             .await?;
         Ok(())
+    }
+
+    /// A reorg retracted the transaction of a liquidation's outcome: the outcome is cleared
+    /// and the reopening counted. Returns the liquidation as it was (its outcome) and the new
+    /// count; `None` when it had no outcome (already reopened).
+    pub async fn reopen_liquidation(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Liquidation, u64)>, StoreError> {
+        let Some(before) = self.liquidation(key).await? else {
+            return Ok(None);
+        };
+        let done = sqlx::query("UPDATE safe_liquidations SET outcome = NULL, reopened = reopened + 1 WHERE liquidation_key = $1 AND outcome IS NOT NULL")
+            .bind(key)
+            .execute(self.store.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let reopened = before.reopened + 1;
+        Ok(Some((before, reopened)))
     }
 
     /// Records the outcome unless one is there; returns the outcome that stands.

@@ -551,6 +551,8 @@ async fn finish(
             (!receipt.success()).then_some("reverted on chain"),
         )
         .await?;
+    // Where it was mined: a reorg below this block revives the job.
+    core.queue.set_job_mined(&job.key, block).await?;
     match job.kind.as_str() {
         "exec" => {
             let Some(hash) = job.safe_tx_hash else {

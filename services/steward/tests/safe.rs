@@ -15,9 +15,10 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use serde_json::{json, Value};
 use steward_events::{
-    Envelope, LiquidationExecuted, LiquidationRequested, LiquidationSkipped, SafeCall,
-    SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected, SafeSignatureSubmitted,
-    SafeTxExecuted, SafeTxProposed, SafeTxReady, SafeTxReopened, SafeTxSubmitted, SafeTxSuperseded,
+    Envelope, LiquidationExecuted, LiquidationRequested, LiquidationRetracted, LiquidationSkipped,
+    SafeCall, SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected,
+    SafeSignatureSubmitted, SafeTxExecuted, SafeTxProposed, SafeTxReady, SafeTxReopened,
+    SafeTxSubmitted, SafeTxSuperseded,
 };
 use steward_log::EventLog;
 use steward_safe::signature;
@@ -1156,4 +1157,138 @@ async fn after_a_relayer_key_change_the_new_key_takes_over_the_waiting_execution
     );
     assert_eq!(balance_of(&w.anvil, &w.token, r1), U256::from(9));
     assert!(s.run.stderr().contains("taken over"), "{}", s.run.stderr());
+}
+
+#[tokio::test]
+async fn a_relayed_liquidation_retracted_by_a_reorg_is_sent_again_at_its_nonce_once() {
+    liquidation_retracted_by_a_reorg("relayer").await;
+}
+
+#[tokio::test]
+async fn a_liquidation_through_the_safe_retracted_by_a_reorg_waits_and_runs_again_once() {
+    liquidation_retracted_by_a_reorg("treasury").await;
+}
+
+/// A liquidation (through the relayer or the Safe `treasury`, whose relayer executes it) is
+/// executed, retracted by a reorg, announced as retracted and executed again, once.
+async fn liquidation_retracted_by_a_reorg(via: &str) {
+    let w = world();
+    let pool = w.anvil.deploy_fixture("MockLendingPool");
+    let user = w.anvil.accounts()[2].clone();
+    let send = |sig: &str, args: &[&str]| {
+        w.anvil
+            .send_transaction(json!({ "from": user, "to": pool, "data": calldata(sig, args) }))
+    };
+    send(
+        "supply(address,uint256,address,uint16)",
+        &[
+            "0x00000000000000000000000000000000000000c1",
+            "10000",
+            &user,
+            "0",
+        ],
+    );
+    send(
+        "borrow(address,uint256,uint256,uint16,address)",
+        &[&w.token, "4000", "2", "0", &user],
+    );
+    send(
+        "setHealthFactor(address,uint256)",
+        &[&user, "970000000000000000"],
+    );
+    // The user's debt in the pool (getUserAccountData's totalDebtBase).
+    let debt = || {
+        let data = w.anvil.rpc(
+            "eth_call",
+            json!([{ "to": pool, "data": calldata("getUserAccountData(address)", &[&user]) }, "latest"]),
+        );
+        let data = data.as_str().unwrap().trim_start_matches("0x");
+        U256::from_str_radix(&data[64..128], 16).unwrap()
+    };
+    assert_eq!(debt(), U256::from(4000));
+    let relayer = key(RELAYER).address().to_string();
+    for holder in [&relayer, &w.safe] {
+        w.anvil
+            .send_transaction(json!({ "to": w.token, "data": mint(holder, 1_000_000) }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), true, "")).await;
+    let mut snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+    s.send(&[Envelope::new(
+        "test",
+        "liq:reorg",
+        &LiquidationRequested {
+            protocol: "aave-v3".into(),
+            pool: pool.clone(),
+            user: user.clone(),
+            collateral_asset: "0x00000000000000000000000000000000000000c1".into(),
+            debt_asset: w.token.clone(),
+            debt_to_cover: "max".into(),
+            receive_a_token: false,
+            via: via.into(),
+        },
+    )
+    .with_chain(CHAIN)])
+        .await;
+    if via != "relayer" {
+        // Proposed for the Safe's signers; the second signature makes it ready.
+        let p: Vec<SafeTxProposed> = s
+            .wait("safe.tx.proposed", 1, |p: &SafeTxProposed| {
+                p.origin.as_deref() == Some("liquidation")
+            })
+            .await;
+        let o = |i: usize| key(i).address().to_checksum(None);
+        s.sign("l0", &p[0], &o(0), &typed(0, hash_of(&p[0]))).await;
+        s.outcome("l0").await.unwrap();
+        snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+        s.sign("l1", &p[0], &o(1), &typed(1, hash_of(&p[0]))).await;
+    }
+    let first: Vec<LiquidationExecuted> = s
+        .wait("liquidation.executed", 1, |_: &LiquidationExecuted| true)
+        .await;
+    assert_eq!(first[0].debt_covered, "2000");
+    assert_eq!(debt(), U256::from(2000));
+
+    // The approval and the liquidationCall are retracted: the outcome no longer stands, and
+    // both go again at their nonces; the position is liquidated once on the canonical chain.
+    assert_eq!(w.anvil.rpc("evm_revert", json!([snapshot])), json!(true));
+    w.anvil.rpc("anvil_mine", json!([3]));
+    let retracted: Vec<LiquidationRetracted> = s
+        .wait("liquidation.retracted", 1, |_: &LiquidationRetracted| true)
+        .await;
+    assert_eq!(
+        (
+            retracted[0].previous.as_str(),
+            retracted[0].transaction_hash.as_str(),
+            retracted[0].via.as_str(),
+            retracted[0].reopened
+        ),
+        (
+            "liquidation.executed",
+            first[0].transaction_hash.as_str(),
+            via,
+            1
+        )
+    );
+    let again: Vec<LiquidationExecuted> = s
+        .wait("liquidation.executed", 2, |_: &LiquidationExecuted| true)
+        .await;
+    assert_eq!(again[1].debt_covered, "2000");
+    let receipt = w.anvil.rpc(
+        "eth_getTransactionReceipt",
+        json!([again[1].transaction_hash]),
+    );
+    assert_eq!(receipt["status"], "0x1");
+    let retracted_receipt = w.anvil.rpc(
+        "eth_getTransactionReceipt",
+        json!([first[0].transaction_hash]),
+    );
+    assert!(
+        retracted_receipt.is_null() || again[1].transaction_hash == first[0].transaction_hash,
+        "the retracted transaction is not on the canonical chain"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.all("liquidation.executed").await.len(), 2);
+    assert_eq!(s.all("liquidation.retracted").await.len(), 1);
+    assert_eq!(debt(), U256::from(2000));
 }

@@ -92,6 +92,7 @@ catalogue! {
     LiquidationExecuted => "liquidation.executed",
     LiquidationSkipped => "liquidation.skipped",
     LiquidationFailed => "liquidation.failed",
+    LiquidationRetracted => "liquidation.retracted",
     RebalanceRequested => "rebalance.requested",
     RebalancePlanned => "rebalance.planned",
     SafeProposalRequested => "safe.proposal.requested",
@@ -474,6 +475,23 @@ pub struct LiquidationFailed {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_hash: Option<String>,
+}
+
+/// A reorg retracted the transaction that concluded a liquidation (its outcome no longer
+/// stands): a relayer's transaction is sent again at its nonce (or mined again from the
+/// mempool); a Safe's waits in the queue again. The next outcome is a new event (its key
+/// carries `reopened`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiquidationRetracted {
+    pub user: String,
+    /// The outcome that no longer stands: `liquidation.executed` or `liquidation.failed`.
+    pub previous: String,
+    /// The retracted Ethereum transaction.
+    pub transaction_hash: String,
+    /// `relayer`, or the Safe the liquidation went through.
+    pub via: String,
+    /// How many times this liquidation has been reopened (1 the first time).
+    pub reopened: u64,
 }
 
 // ---------------------------------------------------------------- rebalance.*

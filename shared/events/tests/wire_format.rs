@@ -83,7 +83,7 @@ fn payload_wire_formats() {
 #[test]
 fn every_catalogue_type_decodes_by_name() {
     // The catalogue and the `Event` enum must agree; a type with no decoder is a bug.
-    assert_eq!(EVENT_TYPES.len(), 41);
+    assert_eq!(EVENT_TYPES.len(), 43);
     for t in EVENT_TYPES {
         if let Err(EnvelopeError::UnknownType(_)) = Event::from_type_and_json(t, "{}") {
             panic!("{t} has no decoder");

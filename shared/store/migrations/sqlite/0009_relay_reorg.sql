@@ -1,0 +1,7 @@
+-- Relayed work follows reorgs (sqlite). Keep in step with the other dialect's
+-- 0009_relay_reorg.sql. `mined_block`: the block a job's transaction was mined in (set when
+-- its receipt is seen), so a reorg below it can find the jobs whose transactions it retracted.
+-- `reopened`: how often a liquidation's outcome was retracted by a reorg; the next outcome
+-- event carries it in its key.
+ALTER TABLE relay_jobs ADD COLUMN mined_block INTEGER;
+ALTER TABLE safe_liquidations ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0;
