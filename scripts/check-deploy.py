@@ -43,9 +43,9 @@ COMPOSE_SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb9
 CONFIG_SCHEMA = ROOT / "shared/config/config.schema.json"
 
 # Services that keep per-instance state or a single writer: never autoscaled.
-NO_HPA = {"watcher", "safe", "archiver", "notifier"}
+NO_HPA = {"watcher", "safe", "archiver", "notifier", "risk", "runner"}
 # Stateless services: autoscaled.
-HPA = {"risk", "runner", "api", "rebalancer"}
+HPA = {"api", "rebalancer"}
 # Secrets the prod overlay expects to exist (created out of band).
 EXTERNAL_SECRETS = {"steward-secrets", "steward-rpc", "steward-relayer"}
 # Kinds whose schema kubernetes-validate does not bundle: checked structurally here.
@@ -442,6 +442,11 @@ def check_overlay(path: Path) -> None:
     s = deployments.get("steward-safe")
     if s and (s["spec"].get("replicas") not in (1, 2)):
         fail(f"{where}: steward-safe must keep 1-2 replicas")
+    # risk and runner hold per-entity state and runs in memory: one replica, no overlap.
+    for one in ("steward-risk", "steward-runner"):
+        d = deployments.get(one)
+        if d and (d["spec"].get("replicas") != 1 or d["spec"].get("strategy", {}).get("type") != "Recreate"):
+            fail(f"{where}: {one} must run 1 replica with strategy Recreate")
     a = deployments.get("steward-archiver")
     if a and (a["spec"].get("replicas") not in (1, 2)):
         fail(f"{where}: steward-archiver must keep 1-2 replicas")
