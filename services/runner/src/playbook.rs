@@ -944,8 +944,8 @@ impl Checker<'_> {
                 self.invalid(&format!("{p}.event"), e, err.to_string());
                 return None;
             }
-            if !EVENT_TYPES.iter().any(|ty| subject_matches(&pattern, ty)) {
-                self.invalid(&format!("{p}.event"), e, format!("`{pattern}` matches no event type of the catalogue (e.g. `risk.position.liquidatable`, `risk.oracle.*`, `chain.>`)"));
+            if let Some(why) = unheard(&pattern) {
+                self.invalid(&format!("{p}.event"), e, why);
             }
             let filter = t
                 .where_
@@ -1392,6 +1392,8 @@ impl Checker<'_> {
             let pattern = w.event.trim().to_owned();
             if let Err(e) = type_pattern_to_subject("steward", &pattern) {
                 self.invalid(&format!("{q}.event"), &w.event, e.to_string());
+            } else if let Some(why) = unheard(&pattern) {
+                self.invalid(&format!("{q}.event"), &w.event, why);
             }
             let timeout = self.duration(&format!("{q}.timeout"), &w.timeout);
             // In the condition, `event` is the candidate.
@@ -1495,4 +1497,23 @@ pub fn severity(t: &str) -> Result<Severity, String> {
     serde_json::from_value(Value::String(t.trim().to_owned())).map_err(|_| {
         format!("expected a severity: `info`, `low`, `medium`, `high` or `critical` (got `{t}`)")
     })
+}
+
+/// Why an event pattern (of a trigger or a `wait_for`) would never be heard, if it would not:
+/// it matches no type of the catalogue, or only the runner's own `playbook.*` events, which
+/// start no run and end no wait (a playbook reacting to runs could loop for ever; the notifier
+/// already alerts on failed runs).
+fn unheard(pattern: &str) -> Option<String> {
+    let matching: Vec<&str> = EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|ty| subject_matches(pattern, ty))
+        .collect();
+    if matching.is_empty() {
+        return Some(format!("`{pattern}` matches no event type of the catalogue (e.g. `risk.position.liquidatable`, `risk.oracle.*`, `chain.>`)"));
+    }
+    if matching.iter().all(|ty| ty.starts_with("playbook.")) {
+        return Some(format!("`{pattern}` matches only the runner's own events (`playbook.*`), which start no run and end no wait: a playbook reacting to runs could loop for ever (the notifier already alerts on failed runs)"));
+    }
+    None
 }

@@ -206,6 +206,23 @@ fn steps_and_triggers_need_exactly_one_kind_and_ids_are_unique() {
     );
     let e = one(&OK.replace("risk.position.liquidatable", "risk.positon.*"));
     assert!(e.contains("matches no event type of the catalogue"), "{e}");
+    // The runner's own events start no run: refused, not silently inert.
+    let e = errors(&OK.replace("risk.position.liquidatable", "playbook.run.finished"));
+    assert!(
+        e[0].starts_with("pb.yaml:3:12: on[0].event: `playbook.run.finished` matches only the runner's own events (`playbook.*`)"),
+        "{e:#?}"
+    );
+    // The same for what a step waits for.
+    let wait = "  - id: later\n    wait_for: {event: playbook.step.*, timeout: 1m}\n";
+    let e = one(&format!("{OK}{wait}"));
+    assert!(e.contains("steps[1].wait_for.event"), "{e}");
+    assert!(e.contains("matches only the runner's own events"), "{e}");
+    let wait = "  - id: later\n    wait_for: {event: safe.tx.exeduted, timeout: 1m}\n";
+    let e = one(&format!("{OK}{wait}"));
+    assert!(e.contains("matches no event type of the catalogue"), "{e}");
+    // A pattern reaching beyond the runner's events is fine.
+    let e = errors(&OK.replace("risk.position.liquidatable", "\">\""));
+    assert!(!e.iter().any(|e| e.contains("on[0].event")), "{e:#?}");
 }
 
 #[test]
