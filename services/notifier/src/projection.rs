@@ -331,6 +331,32 @@ impl NotifierProjection {
         Ok(())
     }
 
+    /// A Safe transaction waiting for signatures (proposed, or reopened by a reorg), unless
+    /// it is listed already: `[safe_tx_hash, safe, reason]`.
+    async fn pending_safe_tx(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        [hash, safe, reason]: [String; 3],
+        chain: Option<u64>,
+        nonce: u64,
+        now: i64,
+    ) -> Result<(), ApplyError> {
+        self.safe_tx(
+            tx,
+            "INSERT INTO notifier_safe_txs (safe_tx_hash, safe, chain_id, nonce, reason, confirmations, threshold, ready, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6) ON CONFLICT (safe_tx_hash) DO NOTHING",
+            vec![
+                hash.into(),
+                safe.into(),
+                chain.map(Value::from).unwrap_or(Value::Null),
+                Value::from(nonce),
+                reason.into(),
+                Value::from(now),
+            ],
+        )
+        .await
+    }
+
     async fn safe_tx(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -673,20 +699,8 @@ impl Projection for NotifierProjection {
                 .await?;
             }
             Event::SafeTxProposed(p) => {
-                self.safe_tx(
-                    tx,
-                    "INSERT INTO notifier_safe_txs (safe_tx_hash, safe, chain_id, nonce, reason, confirmations, threshold, ready, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6) ON CONFLICT (safe_tx_hash) DO NOTHING",
-                    vec![
-                        p.safe_tx_hash.into(),
-                        p.safe.into(),
-                        chain.map(Value::from).unwrap_or(Value::Null),
-                        Value::from(p.nonce),
-                        p.reason.into(),
-                        Value::from(now),
-                    ],
-                )
-                .await?;
+                let row = [p.safe_tx_hash, p.safe, p.reason];
+                self.pending_safe_tx(tx, row, chain, p.nonce, now).await?;
             }
             Event::SafeSignatureAccepted(s) => {
                 self.safe_tx(
@@ -733,20 +747,8 @@ impl Projection for NotifierProjection {
             Event::SafeTxReopened(r) => {
                 // Waiting again: back in the list of pending transactions (its signatures
                 // come with the `safe.tx.ready` that follows, when they suffice).
-                self.safe_tx(
-                    tx,
-                    "INSERT INTO notifier_safe_txs (safe_tx_hash, safe, chain_id, nonce, reason, confirmations, threshold, ready, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6) ON CONFLICT (safe_tx_hash) DO NOTHING",
-                    vec![
-                        r.safe_tx_hash.into(),
-                        r.safe.into(),
-                        chain.map(Value::from).unwrap_or(Value::Null),
-                        Value::from(r.nonce),
-                        r.reason.into(),
-                        Value::from(now),
-                    ],
-                )
-                .await?;
+                let row = [r.safe_tx_hash, r.safe, r.reason];
+                self.pending_safe_tx(tx, row, chain, r.nonce, now).await?;
             }
             Event::SafeTxSuperseded(e) => {
                 self.safe_tx(
