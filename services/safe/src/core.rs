@@ -11,9 +11,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::rpc::types::Log;
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
-use steward_chain::{ChainError, EndpointPool};
+use steward_chain::{ChainError, EndpointPool, LogFilter};
 use steward_config::section::safes::RelayerConfig;
 use steward_config::Config;
 use steward_events::{
@@ -34,6 +35,10 @@ use crate::signature::{self, Kind, OwnerSignature};
 use crate::simulate;
 use crate::tx::{SafeTx, Version};
 use crate::NAME;
+
+/// How far before the block of an event the queue looks for executions whose logs it has not
+/// handled yet (the watcher's confirmation depth and the relayer's lead over it).
+const EXECUTION_LOOKBACK: u64 = 256;
 
 /// Chains a signature made for the wrong one most likely came from, checked when a
 /// signature recovers to no owner (besides every configured chain).
@@ -723,10 +728,11 @@ impl Core {
             s.chain_id,
         );
         if let Some(relayer) = s.relayer {
+            let key = format!("exec:{}", row.safe_tx_hash);
             let added = self
                 .queue
                 .add_job(&Job {
-                    key: format!("exec:{}", row.safe_tx_hash),
+                    key: key.clone(),
                     relayer,
                     chain_id: s.chain_id,
                     kind: "exec".into(),
@@ -739,7 +745,15 @@ impl Core {
                 })
                 .await
                 .map_err(store)?;
-            if added {
+            // A job the relayer cancelled while the transaction was not ready (owners
+            // changed, or a reorg reopened it) goes again now that it is.
+            let revived = !added
+                && self
+                    .queue
+                    .revive_job_from(&key, &["cancelled"], "ready again")
+                    .await
+                    .map_err(store)?;
+            if added || revived {
                 self.relayer_wake.notify_one();
             }
         }
@@ -982,49 +996,9 @@ impl Core {
         let mut out = Vec::new();
         if let Some(row) = self.queue.by_hash(safe_tx_hash).await.map_err(store)? {
             if row.status.pending() {
-                let status = if success {
-                    Status::Executed
-                } else {
-                    Status::Failed
-                };
-                self.queue
-                    .set_status(safe_tx_hash, status, Some(&transaction_hash.to_string()))
-                    .await
-                    .map_err(store)?;
-                let (story, _) = proposed_of(&row)?;
-                let e = if success {
-                    keyed(
-                        &story,
-                        format!("safe:executed:{safe_tx_hash}{}", row.generation()),
-                        &SafeTxExecuted {
-                            safe: s.address.to_checksum(None),
-                            safe_tx_hash: safe_tx_hash.to_string(),
-                            nonce: row.nonce,
-                            transaction_hash: transaction_hash.to_string(),
-                            block_number,
-                        },
-                        s.chain_id,
-                    )
-                } else {
-                    keyed(&story, format!("safe:failed:{safe_tx_hash}{}", row.generation()), &SafeTxFailed {
-                        safe: s.address.to_checksum(None),
-                        safe_tx_hash: safe_tx_hash.to_string(),
-                        error: "the Safe ran the transaction but its call reverted (ExecutionFailure); the nonce is used".into(),
-                        transaction_hash: Some(transaction_hash.to_string()),
-                    }, s.chain_id)
-                };
-                tracing::info!(safe = %s.name, safe_tx_hash = %safe_tx_hash, transaction_hash = %transaction_hash, success, "Safe transaction executed");
-                out.push(e);
                 out.extend(
-                    crate::liquidation::after_execution(
-                        self,
-                        i,
-                        &story,
-                        safe_tx_hash,
-                        transaction_hash,
-                        success,
-                    )
-                    .await?,
+                    self.mark_executed(i, &row, transaction_hash, block_number, success)
+                        .await?,
                 );
             }
         } else {
@@ -1032,32 +1006,142 @@ impl Core {
         }
         let fallback = parent.cloned();
         out.extend(
-            self.settle(i, fallback.as_ref(), &acct, Some(safe_tx_hash))
-                .await?,
+            self.settle(
+                i,
+                fallback.as_ref(),
+                &acct,
+                Some(safe_tx_hash),
+                block_number,
+            )
+            .await?,
         );
         Ok(out)
     }
 
+    /// Marks a pending `row` executed (or failed) by `transaction_hash` and announces it.
+    async fn mark_executed(
+        &self,
+        i: usize,
+        row: &Row_,
+        transaction_hash: B256,
+        block_number: u64,
+        success: bool,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let s = &self.safes[i];
+        let safe_tx_hash = row.safe_tx_hash;
+        let status = if success {
+            Status::Executed
+        } else {
+            Status::Failed
+        };
+        self.queue
+            .set_status(safe_tx_hash, status, Some(&transaction_hash.to_string()))
+            .await
+            .map_err(store)?;
+        let (story, _) = proposed_of(row)?;
+        let e = if success {
+            keyed(
+                &story,
+                format!("safe:executed:{safe_tx_hash}{}", row.generation()),
+                &SafeTxExecuted {
+                    safe: s.address.to_checksum(None),
+                    safe_tx_hash: safe_tx_hash.to_string(),
+                    nonce: row.nonce,
+                    transaction_hash: transaction_hash.to_string(),
+                    block_number,
+                },
+                s.chain_id,
+            )
+        } else {
+            keyed(&story, format!("safe:failed:{safe_tx_hash}{}", row.generation()), &SafeTxFailed {
+                safe: s.address.to_checksum(None),
+                safe_tx_hash: safe_tx_hash.to_string(),
+                error: "the Safe ran the transaction but its call reverted (ExecutionFailure); the nonce is used".into(),
+                transaction_hash: Some(transaction_hash.to_string()),
+            }, s.chain_id)
+        };
+        tracing::info!(safe = %s.name, safe_tx_hash = %safe_tx_hash, transaction_hash = %transaction_hash, success, "Safe transaction executed");
+        let mut out = vec![e];
+        out.extend(
+            crate::liquidation::after_execution(
+                self,
+                i,
+                &story,
+                safe_tx_hash,
+                transaction_hash,
+                success,
+            )
+            .await?,
+        );
+        Ok(out)
+    }
+
+    /// The Safe's own execution logs (`ExecutionSuccess`/`ExecutionFailure`) from
+    /// [`EXECUTION_LOOKBACK`] blocks before `since` to the head: where a transaction whose
+    /// nonce is used looks for its own execution before it is called superseded.
+    async fn recent_executions(&self, i: usize, since: u64) -> Result<Vec<Log>, HandlerError> {
+        let s = &self.safes[i];
+        let head = s.pool.block_number().await.map_err(rpc)?;
+        let from = since.saturating_sub(EXECUTION_LOOKBACK).min(head);
+        s.pool
+            .logs(&LogFilter {
+                from_block: from,
+                to_block: head,
+                address: vec![s.address],
+                topics: crate::relayer::EXECUTION_TOPICS.to_vec(),
+            })
+            .await
+            .map_err(rpc)
+    }
+
     /// Supersedes pending transactions whose nonce the Safe has used, and re-evaluates the
     /// readiness of the others.
+    ///
+    /// `since` is the block of the event being handled. The account is read at the head, which
+    /// may be past executions whose logs the queue has not handled yet (the same transaction's
+    /// `ExecutionSuccess` follows its `ChangedThreshold`; a later block's execution follows
+    /// this one's): a transaction whose nonce is used with no known execution at it is looked
+    /// for among the Safe's execution logs since then, and marked executed when it ran itself.
     async fn settle(
         &self,
         i: usize,
         parent: Option<&Envelope>,
         acct: &Account,
         last_executed: Option<B256>,
+        since: u64,
     ) -> Result<Vec<Envelope>, HandlerError> {
         let s = &self.safes[i];
         let mut out = Vec::new();
+        let mut recent: Option<Vec<Log>> = None;
         for row in self.queue.pending(s.address).await.map_err(store)? {
             let (story, _) = proposed_of(&row)?;
             if row.nonce < acct.nonce {
-                let by = match self
+                let known = self
                     .queue
                     .executed_at(s.address, row.nonce)
                     .await
-                    .map_err(store)?
-                {
+                    .map_err(store)?;
+                if known.is_none() {
+                    let logs = match &recent {
+                        Some(l) => l,
+                        None => recent.insert(self.recent_executions(i, since).await?),
+                    };
+                    if let Some((log, success)) =
+                        crate::relayer::execution_log(logs, s.address, row.safe_tx_hash)
+                    {
+                        let (Some(tx), Some(block)) = (log.transaction_hash, log.block_number)
+                        else {
+                            return Err(HandlerError::Retry(
+                                "an execution log without its transaction hash or block".into(),
+                            ));
+                        };
+                        tracing::info!(safe = %s.name, safe_tx_hash = %row.safe_tx_hash, transaction_hash = %tx,
+                            "its nonce is used by its own execution, ahead of the execution's log");
+                        out.extend(self.mark_executed(i, &row, tx, block, success).await?);
+                        continue;
+                    }
+                }
+                let by = match known {
                     Some(h) => h.to_string(),
                     None if row.nonce + 1 == acct.nonce => {
                         last_executed.map_or_else(|| "unknown".to_owned(), |h| h.to_string())
@@ -1135,7 +1219,7 @@ impl Core {
             "AddedOwner" | "RemovedOwner" | "ChangedThreshold" => {
                 let acct = self.refresh(i).await?;
                 tracing::info!(safe = %self.safes[i].name, event = %l.event, owners = acct.owners.len(), threshold = acct.threshold, "owners changed; queue re-evaluated");
-                self.settle(i, Some(env), &acct, None).await
+                self.settle(i, Some(env), &acct, None, l.block_number).await
             }
             _ => Ok(Vec::new()),
         }
@@ -1158,7 +1242,7 @@ impl Core {
         tracing::warn!(safe = %s.name, event = %l.event, transaction_hash = %l.transaction_hash, block = l.block_number,
             "a Safe event was retracted by a reorg");
         if !matches!(l.event.as_str(), "ExecutionSuccess" | "ExecutionFailure") {
-            return self.settle(i, Some(env), &acct, None).await;
+            return self.settle(i, Some(env), &acct, None, l.block_number).await;
         }
         let (Some(hash), Ok(tx)) = (
             l.args
@@ -1249,8 +1333,15 @@ impl Core {
             {
                 out.extend(crate::liquidation::retract(self, &l.key, tx).await?);
             }
+            // Where the Safe has used the nonce on the canonical chain, its execution logs
+            // (ingested after this retraction) settle the transaction.
+            if row.nonce >= acct.nonce {
+                out.extend(self.readiness(i, &story, &row, &acct).await?);
+            }
             // The relayer's job goes again (it was concluded by the retracted execution, or
             // cancelled when someone else executed): it follows its own transactions first.
+            // After readiness: a job woken while the row was still queued would be
+            // cancelled as not ready.
             if s.relayer.is_some()
                 && self
                     .queue
@@ -1262,11 +1353,6 @@ impl Core {
                     .map_err(store)?
             {
                 self.relayer_wake.notify_one();
-            }
-            // Where the Safe has used the nonce on the canonical chain, its execution logs
-            // (ingested after this retraction) settle the transaction.
-            if row.nonce >= acct.nonce {
-                out.extend(self.readiness(i, &story, &row, &acct).await?);
             }
         }
         Ok(out)
@@ -1284,9 +1370,12 @@ impl Core {
         let Some(chain) = env.chain_id else {
             return Ok(Vec::new());
         };
-        // Per liquidation, the retracted transaction to name: its `liquidationCall`'s if that
-        // was retracted too, else its approval's.
-        let mut liquidations: Vec<(String, B256, bool)> = Vec::new();
+        // First every lookup (the RPC may fail midway; the event is then handled again from
+        // the start), then the changes: jobs revived and liquidations retracted together, so
+        // a failure cannot leave a job revived whose liquidation keeps its retracted outcome
+        // (a revived job is no longer listed as mined above the fork).
+        let mut moved: Vec<(String, u64)> = Vec::new();
+        let mut lost: Vec<(Job, Option<B256>)> = Vec::new();
         for job in self
             .queue
             .mined_above(chain, r.fork_block_number)
@@ -1299,40 +1388,49 @@ impl Core {
             let Some(rel) = self.relayers.iter().find(|x| x.address == job.relayer) else {
                 continue;
             };
-            let mut mined = None;
             let attempts = self.queue.attempts(&job.key).await.map_err(store)?;
+            let mut mined = None;
             for a in &attempts {
                 if let Some(receipt) = rel.pool.receipt(a.tx_hash).await.map_err(rpc)? {
                     mined = Some(receipt.block_number.to::<u64>());
                     break;
                 }
             }
-            if let Some(block) = mined {
+            match mined {
                 // Moved, not lost: the conclusion stands.
-                self.queue
-                    .set_job_mined(&job.key, block)
-                    .await
-                    .map_err(store)?;
-                continue;
+                Some(block) => moved.push((job.key.clone(), block)),
+                None => lost.push((job, attempts.last().map(|a| a.tx_hash))),
             }
-            tracing::warn!(job = %job.key, fork = r.fork_block_number, "a reorg retracted a relayed transaction; the job goes again");
-            self.queue
-                .revive_job(&job.key, "reopened: a reorg retracted its transaction")
-                .await
-                .map_err(store)?;
-            self.relayer_wake.notify_one();
-            if let (Some(key), Some(last)) = (&job.liquidation_key, attempts.last()) {
+        }
+        for (key, block) in moved {
+            self.queue.set_job_mined(&key, block).await.map_err(store)?;
+        }
+        // Per liquidation, the retracted transaction to name: its `liquidationCall`'s if that
+        // was retracted too, else its approval's.
+        let mut liquidations: Vec<(String, B256, bool)> = Vec::new();
+        for (job, last) in &lost {
+            if let (Some(key), Some(last)) = (&job.liquidation_key, last) {
                 let call = job.kind == "liquidate";
                 match liquidations.iter_mut().find(|(k, ..)| k == key) {
-                    Some(l) if call => *l = (key.clone(), last.tx_hash, true),
+                    Some(l) if call => *l = (key.clone(), *last, true),
                     Some(_) => {}
-                    None => liquidations.push((key.clone(), last.tx_hash, call)),
+                    None => liquidations.push((key.clone(), *last, call)),
                 }
             }
         }
         let mut out = Vec::new();
         for (key, tx, _) in liquidations {
             out.extend(crate::liquidation::retract(self, &key, tx).await?);
+        }
+        for (job, _) in &lost {
+            tracing::warn!(job = %job.key, fork = r.fork_block_number, "a reorg retracted a relayed transaction; the job goes again");
+            self.queue
+                .revive_job(&job.key, "reopened: a reorg retracted its transaction")
+                .await
+                .map_err(store)?;
+        }
+        if !lost.is_empty() {
+            self.relayer_wake.notify_one();
         }
         Ok(out)
     }
@@ -1355,7 +1453,8 @@ impl Core {
             return Ok(Vec::new());
         }
         let acct = self.refresh(i).await?;
-        self.settle(i, Some(env), &acct, None).await
+        self.settle(i, Some(env), &acct, None, st.block_number)
+            .await
     }
 
     /// At start: every ready transaction of a Safe with a relayer has its job.

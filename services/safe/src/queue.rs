@@ -583,8 +583,24 @@ impl Queue {
     /// first, and sends again at the same nonce only when none is mined or held), `pending`
     /// otherwise. False when it is open already or there is no such job.
     pub async fn revive_job(&self, key: &str, why: &str) -> Result<bool, StoreError> {
+        self.revive_job_from(key, &["done", "failed", "cancelled"], why)
+            .await
+    }
+
+    /// [`Self::revive_job`] for a job whose status is one of `from`.
+    pub async fn revive_job_from(
+        &self,
+        key: &str,
+        from: &[&str],
+        why: &str,
+    ) -> Result<bool, StoreError> {
         let has_attempts = !self.attempts(key).await?.is_empty();
-        let done = sqlx::query("UPDATE relay_jobs SET status = $2, detail = $3, mined_block = NULL WHERE job_key = $1 AND status NOT IN ('pending', 'sent')")
+        let statuses = from
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let done = sqlx::query(&format!("UPDATE relay_jobs SET status = $2, detail = $3, mined_block = NULL WHERE job_key = $1 AND status IN ({statuses})"))
             .bind(key)
             .bind(if has_attempts { "sent" } else { "pending" })
             .bind(why)

@@ -475,6 +475,10 @@ async fn follow(
     said: &mut HashMap<String, String>,
 ) -> anyhow::Result<Vec<Envelope>> {
     let attempts = core.queue.attempts(&job.key).await?;
+    // The mined nonce is read before the receipts: an attempt mined between the two reads
+    // then shows as mined, never as a nonce used by someone else (which would send the job
+    // again at a fresh nonce: a second liquidationCall).
+    let mined_nonce = rel.pool.transaction_count(rel.address, false).await?;
     for a in attempts.iter().rev() {
         if let Some(receipt) = rel.pool.receipt(a.tx_hash).await? {
             return finish(core, rel, job, &receipt).await;
@@ -484,9 +488,8 @@ async fn follow(
         core.queue.set_job(&job.key, "pending", None).await?;
         return Ok(Vec::new());
     };
-    let mined_nonce = rel.pool.transaction_count(rel.address, false).await?;
     if mined_nonce > last.nonce {
-        // The nonce is used, but by none of ours (receipts were checked just above).
+        // The nonce was used before the receipts were read, by none of ours.
         tracing::warn!(job = %job.key, nonce = last.nonce, "the relayer's nonce was used by another transaction; sending again at a fresh nonce");
         core.queue
             .set_job(&job.key, "pending", Some("nonce used elsewhere"))
@@ -615,29 +618,54 @@ async fn finish(
 }
 
 /// `ExecutionSuccess` (true) or `ExecutionFailure` (false) of `safe_tx_hash` in a receipt.
-/// v1.4.1 indexes the hash (a topic); v1.3.0 puts it in the data.
 pub fn execution_outcome(
     logs: &[alloy::rpc::types::Log],
     safe: Address,
     safe_tx_hash: B256,
 ) -> Option<bool> {
-    let ok = alloy::primitives::keccak256("ExecutionSuccess(bytes32,uint256)");
-    let failed = alloy::primitives::keccak256("ExecutionFailure(bytes32,uint256)");
+    execution_log(logs, safe, safe_tx_hash).map(|(_, ok)| ok)
+}
+
+/// The `ExecutionSuccess` (true) or `ExecutionFailure` (false) log of `safe_tx_hash` among
+/// `logs`. v1.4.1 indexes the hash (a topic); v1.3.0 puts it in the data.
+pub fn execution_log(
+    logs: &[alloy::rpc::types::Log],
+    safe: Address,
+    safe_tx_hash: B256,
+) -> Option<(&alloy::rpc::types::Log, bool)> {
+    let [ok, failed] = EXECUTION_TOPICS;
     logs.iter().filter(|l| l.address() == safe).find_map(|l| {
         let t = l.topics();
         let names = t.get(1).copied() == Some(safe_tx_hash)
             || l.data().data.get(..32) == Some(safe_tx_hash.as_slice());
         match t.first() {
-            Some(x) if *x == ok && names => Some(true),
-            Some(x) if *x == failed && names => Some(false),
+            Some(x) if *x == ok && names => Some((l, true)),
+            Some(x) if *x == failed && names => Some((l, false)),
             _ => None,
         }
     })
 }
 
+/// `ExecutionSuccess(bytes32,uint256)` and `ExecutionFailure(bytes32,uint256)`.
+pub const EXECUTION_TOPICS: [B256; 2] = [
+    alloy::primitives::b256!("442e715f626346e8c54381002da614f62bee8d27386535b2521ec8540898556e"),
+    alloy::primitives::b256!("23428b18acfb3ea64b08dc0c1d296ea9c09702c09083ca5272e64d115b687d23"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn execution_topics_are_the_events_hashes() {
+        assert_eq!(
+            EXECUTION_TOPICS,
+            [
+                alloy::primitives::keccak256("ExecutionSuccess(bytes32,uint256)"),
+                alloy::primitives::keccak256("ExecutionFailure(bytes32,uint256)"),
+            ]
+        );
+    }
     use steward_config::section::safes::RelayerConfig;
 
     fn policy(max: f64, tip: f64, bump: u32) -> RelayerConfig {

@@ -678,6 +678,17 @@ async fn an_execution_supersedes_its_nonce_and_a_threshold_change_reevaluates_th
     );
     let ready: Vec<SafeTxReady> = s.wait("safe.tx.ready", 1, ready_c).await;
     assert_eq!((ready[0].confirmations, ready[0].threshold), (1, 1));
+    // B is executed, not superseded: its ChangedThreshold log, handled before its own
+    // ExecutionSuccess, already finds the nonce used.
+    s.wait("safe.tx.executed", 1, |e: &SafeTxExecuted| {
+        e.safe_tx_hash == b.safe_tx_hash
+    })
+    .await;
+    assert!(s.all("safe.tx.superseded").await.iter().all(|e| e
+        .payload::<SafeTxSuperseded>()
+        .unwrap()
+        .safe_tx_hash
+        != b.safe_tx_hash));
     // The rejection's later signature is refused: its nonce is used.
     s.sign("r0", &r, &o(0), &sig(0, &r)).await;
     assert_eq!(s.outcome("r0").await.unwrap_err().reason, "not_pending");
@@ -809,6 +820,69 @@ async fn a_relayed_execution_retracted_by_a_reorg_is_relayed_again() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(s.all("safe.tx.executed").await.len(), 2);
     assert_eq!(balance_of(&w.anvil, &w.token, to), U256::from(5));
+}
+
+#[tokio::test]
+async fn a_transaction_ready_again_after_an_owner_change_is_relayed_again() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), true, "")).await;
+    let o = |i: usize| key(i).address().to_checksum(None);
+    let to = "0x00000000000000000000000000000000000000c7";
+    // A raises the threshold to 3 (all owners); B, behind it, has two signatures.
+    let raise = calldata("changeThreshold(uint256)", &["3"]);
+    let a = s.propose("a", vec![call(&w.safe, raise)], None).await;
+    let b = s
+        .propose("b", vec![call(&w.token, mint(to, 7))], None)
+        .await;
+    assert_eq!((a.nonce, b.nonce), (0, 1));
+    for (id, p, i) in [("b0", &b, 0), ("b1", &b, 1), ("a0", &a, 0), ("a1", &a, 1)] {
+        s.sign(id, p, &o(i), &typed(i, hash_of(p))).await;
+        s.outcome(id).await.unwrap();
+    }
+    // The relayer executes A (announced as executed, not superseded, though its
+    // ChangedThreshold log comes first); B, two of three now, is no longer ready and its job
+    // is dropped.
+    s.wait("safe.tx.executed", 1, |e: &SafeTxExecuted| {
+        e.safe_tx_hash == a.safe_tx_hash
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s
+        .run
+        .stderr()
+        .lines()
+        .any(|l| l.contains("job dropped") && l.contains(&b.safe_tx_hash))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "B's job was never dropped:\n{}",
+            s.run.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::ZERO);
+    // The nested Safe's signature makes B ready again: the relayer executes it.
+    let hash_data = tx_of(&b).hash_data(CHAIN, addr(&w.safe), Version::Current);
+    let msg = tx::safe_message_hash(CHAIN, addr(&w.inner), Version::Current, &hash_data);
+    let nested = signature::contract_signature(addr(&w.inner), &typed(3, msg));
+    s.sign("b2", &b, &w.inner, &nested).await;
+    assert_eq!(s.outcome("b2").await.unwrap().confirmations, 3);
+    let done: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 1, |e: &SafeTxExecuted| {
+            e.safe_tx_hash == b.safe_tx_hash
+        })
+        .await;
+    let receipt = w.anvil.rpc(
+        "eth_getTransactionReceipt",
+        json!([done[0].transaction_hash]),
+    );
+    assert_eq!(
+        receipt["from"].as_str().unwrap().to_ascii_lowercase(),
+        key(RELAYER).address().to_string().to_ascii_lowercase(),
+        "sent by the relayer"
+    );
+    assert_eq!(balance_of(&w.anvil, &w.token, to), U256::from(7));
 }
 
 #[tokio::test]
