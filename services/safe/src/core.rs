@@ -16,7 +16,7 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use steward_chain::{ChainError, EndpointPool, LogFilter};
 use steward_config::section::safes::RelayerConfig;
-use steward_config::Config;
+use steward_config::{ChainConfig, Config, Finality};
 use steward_events::{
     ChainLogObserved, ChainReorgDetected, ChainStateObserved, Envelope, LiquidationRequested,
     Payload, SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected,
@@ -69,6 +69,9 @@ pub struct RelayerRt {
     pub chain_id: u64,
     pub pool: EndpointPool,
     pub policy: RelayerConfig,
+    /// The chain's `finality`: receipts above the final block are looked at again until
+    /// they are final (the watcher reports reorgs only of blocks it has reported).
+    pub finality: Finality,
 }
 
 /// The safe service's state and rules.
@@ -177,9 +180,7 @@ impl Core {
             let decoder = Decoder::new(&config.base_dir, &s.abis)
                 .map_err(|e| anyhow::anyhow!("{at}.abis: {e}"))?;
             let relayer = match &s.relayer {
-                Some(r) if r.enabled() => {
-                    Some(Self::relayer(&mut relayers, r, chain.chain_id, &pool, &at)?)
-                }
+                Some(r) if r.enabled() => Some(Self::relayer(&mut relayers, r, chain, &pool, &at)?),
                 _ => None,
             };
             safes.push(SafeRt {
@@ -216,10 +217,11 @@ impl Core {
     fn relayer(
         relayers: &mut Vec<RelayerRt>,
         r: &RelayerConfig,
-        chain_id: u64,
+        chain: &ChainConfig,
         pool: &EndpointPool,
         at: &str,
     ) -> anyhow::Result<Address> {
+        let chain_id = chain.chain_id;
         // The key is a secret: the error says what is wrong with it, never what it is.
         let signer = PrivateKeySigner::from_str(r.key.expose().trim()).map_err(|_| {
             anyhow::anyhow!("{at}.relayer.key is not a valid private key (32 bytes of hex)")
@@ -237,6 +239,7 @@ impl Core {
             chain_id,
             pool: pool.clone(),
             policy: r.clone(),
+            finality: chain.finality,
         });
         Ok(address)
     }
@@ -1261,6 +1264,22 @@ impl Core {
                 "the retracted execution is mined on the canonical chain too: the queue's conclusion stands");
             return Ok(Vec::new());
         }
+        self.execution_retracted(i, &acct, hash, tx, l.block_number, &l.block_hash)
+            .await
+    }
+
+    /// An execution of the Safe `i` (Ethereum transaction `tx`, in `block_number`) is no
+    /// longer on the chain: what it concluded waits again.
+    async fn execution_retracted(
+        &self,
+        i: usize,
+        acct: &Account,
+        hash: B256,
+        tx: B256,
+        block_number: u64,
+        block_hash: &str,
+    ) -> Result<Vec<Envelope>, HandlerError> {
+        let s = &self.safes[i];
         // What to reopen: the executed transaction if it is ours and this was its execution,
         // and what was superseded at its nonce (at any nonce the Safe has not used now, when
         // the execution was not Steward's).
@@ -1317,8 +1336,8 @@ impl Core {
                     nonce: row.nonce,
                     previous_status: previous.as_str().to_owned(),
                     transaction_hash: tx.to_string(),
-                    block_number: l.block_number,
-                    block_hash: l.block_hash.clone(),
+                    block_number,
+                    block_hash: block_hash.to_owned(),
                     reopened: row.reopened,
                     reason: proposed.reason,
                 },
@@ -1336,7 +1355,7 @@ impl Core {
             // Where the Safe has used the nonce on the canonical chain, its execution logs
             // (ingested after this retraction) settle the transaction.
             if row.nonce >= acct.nonce {
-                out.extend(self.readiness(i, &story, &row, &acct).await?);
+                out.extend(self.readiness(i, &story, &row, acct).await?);
             }
             // The relayer's job goes again (it was concluded by the retracted execution, or
             // cancelled when someone else executed): it follows its own transactions first.
@@ -1370,19 +1389,27 @@ impl Core {
         let Some(chain) = env.chain_id else {
             return Ok(Vec::new());
         };
+        self.revisit(chain, r.fork_block_number, false).await
+    }
+
+    /// Relayed transactions on `chain` concluded from receipts in blocks above `above` whose
+    /// receipts are gone: the jobs go again (at their nonce), liquidations' outcomes are
+    /// retracted, and with `executions` (blocks the watcher has not reported, so no retracted
+    /// log will come) relayed Safe executions are reopened.
+    pub async fn revisit(
+        &self,
+        chain: u64,
+        above: u64,
+        executions: bool,
+    ) -> Result<Vec<Envelope>, HandlerError> {
         // First every lookup (the RPC may fail midway; the event is then handled again from
         // the start), then the changes: jobs revived and liquidations retracted together, so
         // a failure cannot leave a job revived whose liquidation keeps its retracted outcome
         // (a revived job is no longer listed as mined above the fork).
         let mut moved: Vec<(String, u64)> = Vec::new();
         let mut lost: Vec<(Job, Option<B256>)> = Vec::new();
-        for job in self
-            .queue
-            .mined_above(chain, r.fork_block_number)
-            .await
-            .map_err(store)?
-        {
-            if job.kind == "exec" {
+        for job in self.queue.mined_above(chain, above).await.map_err(store)? {
+            if job.kind == "exec" && !executions {
                 continue;
             }
             let Some(rel) = self.relayers.iter().find(|x| x.address == job.relayer) else {
@@ -1402,6 +1429,34 @@ impl Core {
                 None => lost.push((job, attempts.last().map(|a| a.tx_hash))),
             }
         }
+        let mut out = Vec::new();
+        // Relayed Safe executions: reopened as for a retracted `ExecutionSuccess` (which
+        // revives the job). The block's hash is not known here: it is left empty.
+        let mut safe_execs = Vec::new();
+        for (job, last) in &lost {
+            if job.kind != "exec" {
+                continue;
+            }
+            let (Some(hash), Some(tx)) = (job.safe_tx_hash, last) else {
+                continue;
+            };
+            let Some(i) = self
+                .safes
+                .iter()
+                .position(|s| s.address == job.target && s.chain_id == chain)
+            else {
+                continue;
+            };
+            let block = self
+                .queue
+                .job_mined_block(&job.key)
+                .await
+                .map_err(store)?
+                .unwrap_or(above + 1);
+            let acct = self.refresh(i).await?;
+            safe_execs.push((i, acct, hash, *tx, block));
+        }
+        lost.retain(|(job, _)| job.kind != "exec");
         for (key, block) in moved {
             self.queue.set_job_mined(&key, block).await.map_err(store)?;
         }
@@ -1418,12 +1473,19 @@ impl Core {
                 }
             }
         }
-        let mut out = Vec::new();
+        for (i, acct, hash, tx, block) in safe_execs {
+            tracing::warn!(safe = %self.safes[i].name, safe_tx_hash = %hash, transaction_hash = %tx, block,
+                "the relayer's execution is no longer on the chain (a reorg above the final block)");
+            out.extend(
+                self.execution_retracted(i, &acct, hash, tx, block, "")
+                    .await?,
+            );
+        }
         for (key, tx, _) in liquidations {
             out.extend(crate::liquidation::retract(self, &key, tx).await?);
         }
         for (job, _) in &lost {
-            tracing::warn!(job = %job.key, fork = r.fork_block_number, "a reorg retracted a relayed transaction; the job goes again");
+            tracing::warn!(job = %job.key, above, "a reorg retracted a relayed transaction; the job goes again");
             self.queue
                 .revive_job(&job.key, "reopened: a reorg retracted its transaction")
                 .await

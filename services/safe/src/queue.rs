@@ -566,6 +566,18 @@ impl Queue {
         Ok(())
     }
 
+    /// The block a concluded job's transaction was mined in.
+    pub async fn job_mined_block(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let r = sqlx::query("SELECT mined_block FROM relay_jobs WHERE job_key = $1")
+            .bind(key)
+            .fetch_optional(self.store.pool())
+            .await?;
+        Ok(r.map(|r| r.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten()
+            .map(|b| b as u64))
+    }
+
     /// Concluded jobs on `chain_id` whose transaction was mined above `block` (what a reorg
     /// forking at `block` may have retracted), in the order they were added.
     pub async fn mined_above(&self, chain_id: u64, block: u64) -> Result<Vec<Job>, StoreError> {

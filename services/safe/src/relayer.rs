@@ -24,6 +24,7 @@ use alloy::eips::eip2718::Encodable2718;
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use steward_chain::{ChainError, Receipt};
+use steward_config::Finality;
 use steward_events::{Envelope, LiquidationFailed, LiquidationRequested, SafeTxFailed};
 use steward_log::{EventLog, HandlerError};
 use tokio_util::sync::CancellationToken;
@@ -137,6 +138,16 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
             }
         }
         for r in 0..core.relayers.len() {
+            match recheck(&core, r).await {
+                Ok(events) => unsent.extend(events),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if said.get("__recheck").is_none_or(|m| *m != msg) {
+                        tracing::warn!(relayer = %core.relayers[r].address, error = %msg, "cannot look at recent receipts again; trying again");
+                        said.insert("__recheck".into(), msg);
+                    }
+                }
+            }
             match step(&core, r, &mut said).await {
                 Ok(events) => unsent.extend(events),
                 Err(e) => {
@@ -207,6 +218,30 @@ async fn take_over(core: &Core, rel: &RelayerRt) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Blocks below the chain's final block whose receipts are still looked at again: the
+/// watcher reports a block some time after it is final, and a reorg of a block it never
+/// reported is announced by nobody.
+const RECHECK_MARGIN: u64 = 16;
+
+/// Looks again at the receipts the relayer concluded from in recent blocks (above the chain's
+/// final block, less [`RECHECK_MARGIN`]): a reorg of blocks the watcher has not reported
+/// retracts no log and is announced by nobody, so the relayer finds it itself. A receipt
+/// gone from the chain revives its job as a reported reorg would ([`Core::revisit`]).
+async fn recheck(core: &Core, r: usize) -> anyhow::Result<Vec<Envelope>> {
+    let rel = &core.relayers[r];
+    let last_final = match rel.finality {
+        Finality::Confirmations(n) => rel.pool.block_number().await?.saturating_sub(n),
+        Finality::Tag(t) => rel.pool.header_by_tag(t.as_str()).await?.num(),
+    };
+    core.serially(core.revisit(
+        rel.chain_id,
+        last_final.saturating_sub(RECHECK_MARGIN),
+        true,
+    ))
+    .await
+    .map_err(err)
 }
 
 fn err(e: HandlerError) -> anyhow::Error {

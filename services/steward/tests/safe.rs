@@ -1235,17 +1235,29 @@ async fn after_a_relayer_key_change_the_new_key_takes_over_the_waiting_execution
 
 #[tokio::test]
 async fn a_relayed_liquidation_retracted_by_a_reorg_is_sent_again_at_its_nonce_once() {
-    liquidation_retracted_by_a_reorg("relayer").await;
+    liquidation_retracted_by_a_reorg("relayer", 0).await;
 }
 
 #[tokio::test]
 async fn a_liquidation_through_the_safe_retracted_by_a_reorg_waits_and_runs_again_once() {
-    liquidation_retracted_by_a_reorg("treasury").await;
+    liquidation_retracted_by_a_reorg("treasury", 0).await;
 }
 
 /// A liquidation (through the relayer or the Safe `treasury`, whose relayer executes it) is
 /// executed, retracted by a reorg, announced as retracted and executed again, once.
-async fn liquidation_retracted_by_a_reorg(via: &str) {
+/// As above, in blocks the watcher (reporting blocks 4 below the head) never reported: no
+/// reorg is announced and the relayer finds the receipts gone itself.
+#[tokio::test]
+async fn a_relayed_liquidation_retracted_by_a_reorg_the_watcher_never_saw_is_sent_again_once() {
+    liquidation_retracted_by_a_reorg("relayer", 4).await;
+}
+
+#[tokio::test]
+async fn a_safe_liquidation_retracted_by_a_reorg_the_watcher_never_saw_runs_again_once() {
+    liquidation_retracted_by_a_reorg("treasury", 4).await;
+}
+
+async fn liquidation_retracted_by_a_reorg(via: &str, finality: u64) {
     let w = world();
     let pool = w.anvil.deploy_fixture("MockLendingPool");
     let user = w.anvil.accounts()[2].clone();
@@ -1286,7 +1298,11 @@ async fn liquidation_retracted_by_a_reorg(via: &str) {
             .send_transaction(json!({ "to": w.token, "data": mint(holder, 1_000_000) }));
     }
     let dir = tempfile::tempdir().unwrap();
-    let s = up(dir.path(), &config(&w, dir.path(), true, "")).await;
+    let cfg = config(&w, dir.path(), true, "").replace(
+        "    poll_interval: 200ms\n",
+        &format!("    poll_interval: 200ms\n    finality: {finality}\n"),
+    );
+    let s = up(dir.path(), &cfg).await;
     let mut snapshot = w.anvil.rpc("evm_snapshot", json!([]));
     s.send(&[Envelope::new(
         "test",
@@ -1365,4 +1381,10 @@ async fn liquidation_retracted_by_a_reorg(via: &str) {
     assert_eq!(s.all("liquidation.executed").await.len(), 2);
     assert_eq!(s.all("liquidation.retracted").await.len(), 1);
     assert_eq!(debt(), U256::from(2000));
+    if finality > 0 {
+        assert!(
+            s.all("chain.reorg.detected").await.is_empty(),
+            "the watcher saw no reorg: the relayer found it"
+        );
+    }
 }

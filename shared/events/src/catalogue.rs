@@ -708,6 +708,8 @@ pub struct SafeTxReopened {
     pub transaction_hash: String,
     /// The retracted block.
     pub block_number: u64,
+    /// Its hash; empty when the relayer found its own execution gone from a block the
+    /// watcher had not reported (the block is no longer there to ask).
     pub block_hash: String,
     /// How many times this transaction has been reopened (1 the first time).
     pub reopened: u64,
