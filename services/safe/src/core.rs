@@ -998,7 +998,14 @@ impl Core {
         let acct = self.refresh(i).await?;
         let mut out = Vec::new();
         if let Some(row) = self.queue.by_hash(safe_tx_hash).await.map_err(store)? {
-            if row.status.pending() {
+            // A superseded transaction cannot run at a used nonce: its own execution means
+            // the chain changed under the conclusion (a reorg retracted what superseded it,
+            // reported or not). The chain is the truth: it is executed.
+            if row.status.pending() || row.status == Status::Superseded {
+                if row.status == Status::Superseded {
+                    tracing::warn!(safe = %s.name, safe_tx_hash = %safe_tx_hash, transaction_hash = %transaction_hash,
+                        "a transaction the queue had called superseded was executed: the chain changed under it");
+                }
                 out.extend(
                     self.mark_executed(i, &row, transaction_hash, block_number, success)
                         .await?,

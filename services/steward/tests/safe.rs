@@ -767,6 +767,56 @@ async fn an_execution_retracted_by_a_reorg_reopens_the_transaction_and_what_it_s
 }
 
 #[tokio::test]
+async fn a_transaction_superseded_by_a_retracted_execution_and_then_executed_is_executed() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), false, "")).await;
+    let o = |i: usize| key(i).address().to_checksum(None);
+    let r = s
+        .propose("r", vec![call(&w.token, mint(&w.safe, 1))], None)
+        .await;
+    let sig = |i: usize, p: &SafeTxProposed| typed(i, hash_of(p));
+    for (id, i) in [("r0", 0), ("r1", 1)] {
+        s.sign(id, &r, &o(i), &sig(i, &r)).await;
+        s.outcome(id).await.unwrap();
+    }
+    // X, made outside Steward at the same nonce, is executed by the owners: R is superseded.
+    let mut x = tx_of(&r);
+    x.data = Bytes::from(
+        alloy::primitives::hex::decode(mint(&w.safe, 2).trim_start_matches("0x")).unwrap(),
+    );
+    let xh = x.hash(CHAIN, addr(&w.safe), Version::Current);
+    let xsigs = signature::pack(&[
+        signature::parse(&typed(0, xh), xh).unwrap(),
+        signature::parse(&typed(1, xh), xh).unwrap(),
+    ]);
+    let snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+    let sent = w.anvil.send_transaction(json!({
+        "from": key(0).address().to_string(),
+        "to": w.safe,
+        "data": hex(&steward_safe::account::exec_calldata(&x, &xsigs)),
+    }));
+    assert_eq!(sent["status"], "0x1");
+    s.wait("safe.tx.superseded", 1, |e: &SafeTxSuperseded| {
+        e.safe_tx_hash == r.safe_tx_hash
+    })
+    .await;
+    // A reorg retracts X and the canonical chain runs R at once: by the time the queue
+    // hears of the retraction the nonce is used again, by R, whose execution must count.
+    assert_eq!(w.anvil.rpc("evm_revert", json!([snapshot])), json!(true));
+    let canonical = execute_as_owner(&w, &r, &[sig(0, &r), sig(1, &r)]);
+    assert_eq!(canonical["status"], "0x1");
+    w.anvil.rpc("anvil_mine", json!([2]));
+    let executed: Vec<SafeTxExecuted> = s
+        .wait("safe.tx.executed", 1, |e: &SafeTxExecuted| {
+            e.safe_tx_hash == r.safe_tx_hash
+        })
+        .await;
+    assert_eq!(executed[0].transaction_hash, canonical["transactionHash"]);
+    assert_eq!(balance_of(&w.anvil, &w.token, &w.safe), U256::from(1));
+}
+
+#[tokio::test]
 async fn a_relayed_execution_retracted_by_a_reorg_is_relayed_again() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
