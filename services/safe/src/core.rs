@@ -1488,8 +1488,8 @@ impl Core {
                     .await?,
             );
         }
-        for (key, tx, _) in liquidations {
-            out.extend(crate::liquidation::retract(self, &key, tx).await?);
+        for (key, tx, _) in &liquidations {
+            out.extend(crate::liquidation::retract(self, key, *tx).await?);
         }
         for (job, _) in &lost {
             tracing::warn!(job = %job.key, above, "a reorg retracted a relayed transaction; the job goes again");
@@ -1498,7 +1498,23 @@ impl Core {
                 .await
                 .map_err(store)?;
         }
-        if !lost.is_empty() {
+        // A retracted liquidation's later steps that ended unmined (the call refused after the
+        // retracted approval, or cancelled behind a failed step) go again, after the steps
+        // before them (the relayer takes a liquidation's jobs in order).
+        for (key, ..) in &liquidations {
+            for job in self.queue.unmined_ended_steps(key).await.map_err(store)? {
+                tracing::warn!(job = %job.key, "a step that ended after a retracted one goes again");
+                self.queue
+                    .revive_job_from(
+                        &job.key,
+                        &["failed", "cancelled"],
+                        "an earlier step was retracted by a reorg",
+                    )
+                    .await
+                    .map_err(store)?;
+            }
+        }
+        if !lost.is_empty() || !liquidations.is_empty() {
             self.relayer_wake.notify_one();
         }
         Ok(out)

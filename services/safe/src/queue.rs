@@ -566,6 +566,18 @@ impl Queue {
         Ok(())
     }
 
+    /// A liquidation's steps that ended without a transaction mined (refused by the node's
+    /// estimate, or cancelled after an earlier step failed).
+    pub async fn unmined_ended_steps(&self, liquidation: &str) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} WHERE liquidation_key = $1 AND status IN ('failed', 'cancelled') AND mined_block IS NULL ORDER BY seq"
+        ))
+        .bind(liquidation)
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     /// The block a concluded job's transaction was mined in.
     pub async fn job_mined_block(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let r = sqlx::query("SELECT mined_block FROM relay_jobs WHERE job_key = $1")

@@ -15,10 +15,10 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use serde_json::{json, Value};
 use steward_events::{
-    Envelope, LiquidationExecuted, LiquidationRequested, LiquidationRetracted, LiquidationSkipped,
-    SafeCall, SafeProposalRequested, SafeSignatureAccepted, SafeSignatureRejected,
-    SafeSignatureSubmitted, SafeTxExecuted, SafeTxProposed, SafeTxReady, SafeTxReopened,
-    SafeTxSubmitted, SafeTxSuperseded,
+    Envelope, LiquidationExecuted, LiquidationFailed, LiquidationRequested, LiquidationRetracted,
+    LiquidationSkipped, SafeCall, SafeProposalRequested, SafeSignatureAccepted,
+    SafeSignatureRejected, SafeSignatureSubmitted, SafeTxExecuted, SafeTxProposed, SafeTxReady,
+    SafeTxReopened, SafeTxSubmitted, SafeTxSuperseded,
 };
 use steward_log::EventLog;
 use steward_safe::signature;
@@ -1307,8 +1307,10 @@ async fn a_safe_liquidation_retracted_by_a_reorg_the_watcher_never_saw_runs_agai
     liquidation_retracted_by_a_reorg("treasury", 4).await;
 }
 
-async fn liquidation_retracted_by_a_reorg(via: &str, finality: u64) {
-    let w = world();
+/// A `MockLendingPool` with a borrower of 4,000 of the world's token whose health factor is
+/// 0.97, and the relayer and the Safe holding the token to cover debt. Returns the pool and
+/// the borrower.
+fn unhealthy_borrower(w: &World) -> (String, String) {
     let pool = w.anvil.deploy_fixture("MockLendingPool");
     let user = w.anvil.accounts()[2].clone();
     let send = |sig: &str, args: &[&str]| {
@@ -1332,21 +1334,100 @@ async fn liquidation_retracted_by_a_reorg(via: &str, finality: u64) {
         "setHealthFactor(address,uint256)",
         &[&user, "970000000000000000"],
     );
-    // The user's debt in the pool (getUserAccountData's totalDebtBase).
-    let debt = || {
-        let data = w.anvil.rpc(
-            "eth_call",
-            json!([{ "to": pool, "data": calldata("getUserAccountData(address)", &[&user]) }, "latest"]),
-        );
-        let data = data.as_str().unwrap().trim_start_matches("0x");
-        U256::from_str_radix(&data[64..128], 16).unwrap()
-    };
-    assert_eq!(debt(), U256::from(4000));
     let relayer = key(RELAYER).address().to_string();
     for holder in [&relayer, &w.safe] {
         w.anvil
             .send_transaction(json!({ "to": w.token, "data": mint(holder, 1_000_000) }));
     }
+    (pool, user)
+}
+
+/// The borrower's debt in the pool (getUserAccountData's totalDebtBase).
+fn pool_debt(w: &World, pool: &str, user: &str) -> U256 {
+    let data = w.anvil.rpc(
+        "eth_call",
+        json!([{ "to": pool, "data": calldata("getUserAccountData(address)", &[user]) }, "latest"]),
+    );
+    let data = data.as_str().unwrap().trim_start_matches("0x");
+    U256::from_str_radix(&data[64..128], 16).unwrap()
+}
+
+fn liquidation_of(pool: &str, user: &str, debt_asset: &str, via: &str) -> Envelope {
+    let request = LiquidationRequested {
+        protocol: "aave-v3".into(),
+        pool: pool.to_owned(),
+        user: user.to_owned(),
+        collateral_asset: "0x00000000000000000000000000000000000000c1".into(),
+        debt_asset: debt_asset.to_owned(),
+        debt_to_cover: "max".into(),
+        receive_a_token: false,
+        via: via.into(),
+    };
+    Envelope::new("test", "liq:reorg", &request).with_chain(CHAIN)
+}
+
+#[tokio::test]
+async fn a_liquidation_call_refused_after_a_retracted_approval_goes_again_with_it() {
+    let w = world();
+    let (pool, user) = unhealthy_borrower(&w);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up(dir.path(), &config(&w, dir.path(), true, "")).await;
+    let snapshot = w.anvil.rpc("evm_snapshot", json!([]));
+    // Blocks are mined by hand: the approval and the borrower's repair share one block.
+    w.anvil.rpc("evm_setAutomine", json!([false]));
+    s.send(&[liquidation_of(&pool, &user, &w.token, "relayer")])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s
+        .run
+        .stderr()
+        .lines()
+        .any(|l| l.contains("relayer transaction sent") && l.contains(":approve"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the approval was never sent:\n{}",
+            s.run.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.anvil.rpc(
+        "eth_sendTransaction",
+        json!([{ "from": user, "to": pool,
+            "data": calldata("setHealthFactor(address,uint256)", &[&user, "1500000000000000000"]) }]),
+    );
+    w.anvil.rpc("evm_mine", json!([]));
+    // The call is refused: the borrower is healthy now.
+    let failed: Vec<LiquidationFailed> = s
+        .wait("liquidation.failed", 1, |_: &LiquidationFailed| true)
+        .await;
+    assert!(
+        failed[0].error.contains("liquidationCall would revert"),
+        "{}",
+        failed[0].error
+    );
+
+    // A reorg retracts the block: the approval and the repair are gone, the borrower is
+    // unhealthy again. The approval goes again, and the refused call with it.
+    assert_eq!(w.anvil.rpc("evm_revert", json!([snapshot])), json!(true));
+    w.anvil.rpc("evm_setAutomine", json!([true]));
+    w.anvil.rpc("anvil_mine", json!([3]));
+    let retracted: Vec<LiquidationRetracted> = s
+        .wait("liquidation.retracted", 1, |_: &LiquidationRetracted| true)
+        .await;
+    assert_eq!(retracted[0].previous, "liquidation.failed");
+    let executed: Vec<LiquidationExecuted> = s
+        .wait("liquidation.executed", 1, |_: &LiquidationExecuted| true)
+        .await;
+    assert_eq!(executed[0].debt_covered, "2000");
+    assert_eq!(pool_debt(&w, &pool, &user), U256::from(2000));
+}
+
+async fn liquidation_retracted_by_a_reorg(via: &str, finality: u64) {
+    let w = world();
+    let (pool, user) = unhealthy_borrower(&w);
+    let debt = || pool_debt(&w, &pool, &user);
+    assert_eq!(debt(), U256::from(4000));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&w, dir.path(), true, "").replace(
         "    poll_interval: 200ms\n",
@@ -1354,22 +1435,7 @@ async fn liquidation_retracted_by_a_reorg(via: &str, finality: u64) {
     );
     let s = up(dir.path(), &cfg).await;
     let mut snapshot = w.anvil.rpc("evm_snapshot", json!([]));
-    s.send(&[Envelope::new(
-        "test",
-        "liq:reorg",
-        &LiquidationRequested {
-            protocol: "aave-v3".into(),
-            pool: pool.clone(),
-            user: user.clone(),
-            collateral_asset: "0x00000000000000000000000000000000000000c1".into(),
-            debt_asset: w.token.clone(),
-            debt_to_cover: "max".into(),
-            receive_a_token: false,
-            via: via.into(),
-        },
-    )
-    .with_chain(CHAIN)])
-        .await;
+    s.send(&[liquidation_of(&pool, &user, &w.token, via)]).await;
     if via != "relayer" {
         // Proposed for the Safe's signers; the second signature makes it ready.
         let p: Vec<SafeTxProposed> = s
