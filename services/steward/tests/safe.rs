@@ -897,20 +897,14 @@ async fn a_transaction_ready_again_after_an_owner_change_is_relayed_again() {
         e.safe_tx_hash == a.safe_tx_hash
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s
-        .run
-        .stderr()
-        .lines()
-        .any(|l| l.contains("job dropped") && l.contains(&b.safe_tx_hash))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "B's job was never dropped:\n{}",
-            s.run.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("B's job dropped", &s, || {
+        s.run
+            .stderr()
+            .lines()
+            .any(|l| l.contains("job dropped") && l.contains(&b.safe_tx_hash))
+            .then_some(())
+    })
+    .await;
     assert_eq!(balance_of(&w.anvil, &w.token, to), U256::ZERO);
     // The nested Safe's signature makes B ready again: the relayer executes it.
     let hash_data = tx_of(&b).hash_data(CHAIN, addr(&w.safe), Version::Current);
@@ -1377,20 +1371,14 @@ async fn a_liquidation_call_refused_after_a_retracted_approval_goes_again_with_i
     w.anvil.rpc("evm_setAutomine", json!([false]));
     s.send(&[liquidation_of(&pool, &user, &w.token, "relayer")])
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s
-        .run
-        .stderr()
-        .lines()
-        .any(|l| l.contains("relayer transaction sent") && l.contains(":approve"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the approval was never sent:\n{}",
-            s.run.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the approval sent", &s, || {
+        s.run
+            .stderr()
+            .lines()
+            .any(|l| l.contains("relayer transaction sent") && l.contains(":approve"))
+            .then_some(())
+    })
+    .await;
     w.anvil.rpc(
         "eth_sendTransaction",
         json!([{ "from": user, "to": pool,
