@@ -578,6 +578,15 @@ impl Queue {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// One job by its key.
+    pub async fn job(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let r = sqlx::query(&format!("{JOB_COLUMNS} WHERE job_key = $1"))
+            .bind(key)
+            .fetch_optional(self.store.pool())
+            .await?;
+        r.as_ref().map(job_from_row).transpose()
+    }
+
     /// The block a concluded job's transaction was mined in.
     pub async fn job_mined_block(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let r = sqlx::query("SELECT mined_block FROM relay_jobs WHERE job_key = $1")

@@ -625,24 +625,34 @@ async fn finish(
             let Some(k) = &job.liquidation_key else {
                 return Ok(Vec::new());
             };
-            let Some(l) = core.queue.liquidation(k).await? else {
-                return Ok(Vec::new());
-            };
-            if l.outcome.is_some() {
-                return Ok(Vec::new());
-            }
-            let request = Envelope::from_json(l.request.as_bytes())?;
-            let req: LiquidationRequested = request.payload()?;
-            Ok(vec![liquidation::settle(
-                core,
-                &request,
-                &req,
-                Some(receipt),
-                tx_hash,
-                receipt.success(),
-            )
+            // Under the queue's lock, as the safe service's handlers: a reorg handled
+            // meanwhile (which revives this job) is seen before the outcome is recorded.
+            core.serially(async {
+                let concluded = core
+                    .queue
+                    .job(&job.key)
+                    .await?
+                    .is_some_and(|j| j.status == status);
+                let Some(l) = core.queue.liquidation(k).await? else {
+                    return Ok(Vec::new());
+                };
+                if !concluded || l.outcome.is_some() {
+                    return Ok(Vec::new());
+                }
+                let request = Envelope::from_json(l.request.as_bytes())?;
+                let req: LiquidationRequested = request.payload()?;
+                Ok(vec![liquidation::settle(
+                    core,
+                    &request,
+                    &req,
+                    Some(receipt),
+                    tx_hash,
+                    receipt.success(),
+                )
+                .await
+                .map_err(err)?])
+            })
             .await
-            .map_err(err)?])
         }
         _ if !receipt.success() => {
             // An approval that reverted: the liquidation behind it cannot go.
