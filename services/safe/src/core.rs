@@ -1414,8 +1414,8 @@ impl Core {
         // a failure cannot leave a job revived whose liquidation keeps its retracted outcome
         // (a revived job is no longer listed as mined above the fork).
         let mut moved: Vec<(String, u64)> = Vec::new();
-        let mut lost: Vec<(Job, Option<B256>)> = Vec::new();
-        for job in self.queue.mined_above(chain, above).await.map_err(store)? {
+        let mut lost: Vec<(Job, u64, Option<B256>)> = Vec::new();
+        for (job, block) in self.queue.mined_above(chain, above).await.map_err(store)? {
             if job.kind == "exec" && !executions {
                 continue;
             }
@@ -1432,18 +1432,17 @@ impl Core {
             }
             match mined {
                 // Moved, not lost: the conclusion stands.
-                Some(block) => moved.push((job.key.clone(), block)),
-                None => lost.push((job, attempts.last().map(|a| a.tx_hash))),
+                Some(now) => moved.push((job.key.clone(), now)),
+                None => lost.push((job, block, attempts.last().map(|a| a.tx_hash))),
             }
         }
         let mut out = Vec::new();
         // Relayed Safe executions: reopened as for a retracted `ExecutionSuccess` (which
         // revives the job). The block's hash is not known here: it is left empty.
+        let (execs, lost): (Vec<_>, Vec<_>) =
+            lost.into_iter().partition(|(job, ..)| job.kind == "exec");
         let mut safe_execs = Vec::new();
-        for (job, last) in &lost {
-            if job.kind != "exec" {
-                continue;
-            }
+        for (job, block, last) in execs {
             let (Some(hash), Some(tx)) = (job.safe_tx_hash, last) else {
                 continue;
             };
@@ -1454,23 +1453,16 @@ impl Core {
             else {
                 continue;
             };
-            let block = self
-                .queue
-                .job_mined_block(&job.key)
-                .await
-                .map_err(store)?
-                .unwrap_or(above + 1);
             let acct = self.refresh(i).await?;
-            safe_execs.push((i, acct, hash, *tx, block));
+            safe_execs.push((i, acct, hash, tx, block));
         }
-        lost.retain(|(job, _)| job.kind != "exec");
         for (key, block) in moved {
             self.queue.set_job_mined(&key, block).await.map_err(store)?;
         }
         // Per liquidation, the retracted transaction to name: its `liquidationCall`'s if that
         // was retracted too, else its approval's.
         let mut liquidations: Vec<(String, B256, bool)> = Vec::new();
-        for (job, last) in &lost {
+        for (job, _, last) in &lost {
             if let (Some(key), Some(last)) = (&job.liquidation_key, last) {
                 let call = job.kind == "liquidate";
                 match liquidations.iter_mut().find(|(k, ..)| k == key) {
@@ -1491,7 +1483,7 @@ impl Core {
         for (key, tx, _) in &liquidations {
             out.extend(crate::liquidation::retract(self, key, *tx).await?);
         }
-        for (job, _) in &lost {
+        for (job, ..) in &lost {
             tracing::warn!(job = %job.key, above, "a reorg retracted a relayed transaction; the job goes again");
             self.queue
                 .revive_job(&job.key, "reopened: a reorg retracted its transaction")

@@ -587,21 +587,14 @@ impl Queue {
         r.as_ref().map(job_from_row).transpose()
     }
 
-    /// The block a concluded job's transaction was mined in.
-    pub async fn job_mined_block(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let r = sqlx::query("SELECT mined_block FROM relay_jobs WHERE job_key = $1")
-            .bind(key)
-            .fetch_optional(self.store.pool())
-            .await?;
-        Ok(r.map(|r| r.try_get::<Option<i64>, _>(0))
-            .transpose()?
-            .flatten()
-            .map(|b| b as u64))
-    }
-
     /// Concluded jobs on `chain_id` whose transaction was mined above `block` (what a reorg
-    /// forking at `block` may have retracted), in the order they were added.
-    pub async fn mined_above(&self, chain_id: u64, block: u64) -> Result<Vec<Job>, StoreError> {
+    /// forking at `block` may have retracted), each with the block it was mined in, in the
+    /// order they were added.
+    pub async fn mined_above(
+        &self,
+        chain_id: u64,
+        block: u64,
+    ) -> Result<Vec<(Job, u64)>, StoreError> {
         let rows = sqlx::query(&format!(
             "{JOB_COLUMNS} WHERE chain_id = $1 AND status IN ('done', 'failed') AND mined_block > $2 ORDER BY seq"
         ))
@@ -609,7 +602,9 @@ impl Queue {
         .bind(i(block))
         .fetch_all(self.store.pool())
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter()
+            .map(|r| Ok((job_from_row(r)?, r.try_get::<i64, _>(10)? as u64)))
+            .collect()
     }
 
     /// A concluded job goes again: `sent` when it has attempts (the relayer follows them
@@ -760,7 +755,8 @@ impl Queue {
     }
 }
 
-const JOB_COLUMNS: &str = "SELECT job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail FROM relay_jobs";
+/// A job's columns, then (index 10) the block its transaction was mined in.
+const JOB_COLUMNS: &str = "SELECT job_key, relayer, chain_id, kind, target, data, safe_tx_hash, liquidation_key, status, detail, mined_block FROM relay_jobs";
 
 fn job_from_row(r: &sqlx::any::AnyRow) -> Result<Job, StoreError> {
     let hash: Option<String> = r.try_get(6)?;

@@ -138,26 +138,23 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
             }
         }
         for r in 0..core.relayers.len() {
-            match recheck(&core, r).await {
-                Ok(events) => unsent.extend(events),
-                Err(e) => {
-                    let msg = e.to_string();
-                    if said.get("__recheck").is_none_or(|m| *m != msg) {
-                        tracing::warn!(relayer = %core.relayers[r].address, error = %msg, "cannot look at recent receipts again; trying again");
-                        said.insert("__recheck".into(), msg);
-                    }
-                }
+            let rel = &core.relayers[r];
+            // Once per chain: the recheck covers every relayer's jobs on it.
+            if !core.relayers[..r]
+                .iter()
+                .any(|x| x.chain_id == rel.chain_id)
+            {
+                let rechecked = recheck(&core, rel).await;
+                gather(
+                    rechecked,
+                    rel,
+                    "cannot look at recent receipts again",
+                    &mut said,
+                    &mut unsent,
+                );
             }
-            match step(&core, r, &mut said).await {
-                Ok(events) => unsent.extend(events),
-                Err(e) => {
-                    let msg = e.to_string();
-                    if said.get("__error").is_none_or(|m| *m != msg) {
-                        tracing::warn!(relayer = %core.relayers[r].address, error = %msg, "relayer step failed; trying again");
-                        said.insert("__error".into(), msg);
-                    }
-                }
-            }
+            let stepped = step(&core, r, &mut said).await;
+            gather(stepped, rel, "relayer step failed", &mut said, &mut unsent);
         }
         // What the relayer learned is announced before anything else happens; if the log
         // is down, it is kept and offered again.
@@ -178,6 +175,27 @@ pub async fn run(core: Arc<Core>, log: Arc<dyn EventLog>, shutdown: Cancellation
     if !unsent.is_empty() {
         if let Err(e) = log.append(&unsent).await {
             tracing::error!(events = unsent.len(), error = %e, "relayer events lost at shutdown; the watcher's ExecutionSuccess/Failure will still settle the queue");
+        }
+    }
+}
+
+/// Keeps the events of a relayer's round, or says its failure (once until it changes).
+fn gather(
+    result: anyhow::Result<Vec<Envelope>>,
+    rel: &RelayerRt,
+    what: &'static str,
+    said: &mut HashMap<String, String>,
+    unsent: &mut Vec<Envelope>,
+) {
+    match result {
+        Ok(events) => unsent.extend(events),
+        Err(e) => {
+            let msg = e.to_string();
+            let slot = format!("__{what}");
+            if said.get(&slot).is_none_or(|m| *m != msg) {
+                tracing::warn!(relayer = %rel.address, error = %msg, "{what}; trying again");
+                said.insert(slot, msg);
+            }
         }
     }
 }
@@ -228,9 +246,9 @@ const RECHECK_MARGIN: u64 = 16;
 /// Looks again at the receipts the relayer concluded from in recent blocks (above the chain's
 /// final block, less [`RECHECK_MARGIN`]): a reorg of blocks the watcher has not reported
 /// retracts no log and is announced by nobody, so the relayer finds it itself. A receipt
-/// gone from the chain revives its job as a reported reorg would ([`Core::revisit`]).
-async fn recheck(core: &Core, r: usize) -> anyhow::Result<Vec<Envelope>> {
-    let rel = &core.relayers[r];
+/// gone from the chain revives its job as a reported reorg would ([`Core::revisit`]). It
+/// covers every relayer's jobs on the chain.
+async fn recheck(core: &Core, rel: &RelayerRt) -> anyhow::Result<Vec<Envelope>> {
     let last_final = match rel.finality {
         Finality::Confirmations(n) => rel.pool.block_number().await?.saturating_sub(n),
         Finality::Tag(t) => rel.pool.header_by_tag(t.as_str()).await?.num(),
