@@ -718,6 +718,7 @@ pub const EXECUTION_TOPICS: [B256; 2] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_config::section::safes::RelayerConfig;
 
     #[test]
     fn execution_topics_are_the_events_hashes() {
@@ -729,7 +730,6 @@ mod tests {
             ]
         );
     }
-    use steward_config::section::safes::RelayerConfig;
 
     fn policy(max: f64, tip: f64, bump: u32) -> RelayerConfig {
         let mut p: RelayerConfig =
